@@ -1,0 +1,136 @@
+"""Describe a network: parameter count and floating-point operations per pixel or voxel."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = [
+    "NetworkDescription",
+    "check_channels",
+    "check_input_size",
+    "check_spatial_dims",
+    "count_parameters",
+    "describe_network",
+]
+
+
+@dataclass(frozen=True)
+class NetworkDescription:
+    """What :func:`describe_network` measured.
+
+    ``flops`` counts one multiply-add as two operations (the convention of ``torch.utils.flop_counter``), for
+    one forward pass of a batch of one in eval mode; operations the counter does not model (element-wise
+    activations, normalisation, pooling) are left out, as is usual for such figures.
+    """
+
+    name: str
+    parameters: int
+    trainable_parameters: int
+    input_size: tuple[int, ...]
+    flops: int
+    flops_per_element: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        unit = "pixel" if len(self.input_size) == 2 else "voxel"
+        size = "x".join(str(s) for s in self.input_size)
+        return (
+            f"{self.name}: {self.parameters / 1e6:.2f} M parameters, {self.flops / 1e9:.2f} GFLOP at {size}, "
+            f"{self.flops_per_element / 1e3:.1f} kFLOP/{unit}"
+        )
+
+
+def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``net`` (only those with ``requires_grad`` when ``trainable_only``)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe_network(
+    net: nn.Module, input_size: Sequence[int], in_channels: int | None = None, name: str | None = None
+) -> NetworkDescription:
+    """Count the parameters of ``net`` and the FLOPs of one forward pass over an input of spatial ``input_size``.
+
+    Args:
+        net: the network; it is put in eval mode for the count and restored afterwards.
+        input_size: spatial size of the input, 2 entries for 2D networks and 3 for 3D ones.
+        in_channels: input channels; read from ``net.in_channels`` when not given.
+        name: label for the description (default: the class name).
+
+    Raises:
+        ValueError: if the channel count cannot be found or ``input_size`` has not 2 or 3 positive entries.
+
+    Example::
+
+        >>> from attnseg_monai.networks import get_network
+        >>> print(describe_network(get_network("mcsaunet", spatial_dims=2, in_channels=3, out_channels=2), (256, 256)))
+    """
+    size = tuple(int(s) for s in input_size)
+    if len(size) not in (2, 3) or min(size) < 1:
+        raise ValueError(f"input_size must have 2 or 3 positive entries, got {tuple(input_size)}.")
+    channels = in_channels if in_channels is not None else getattr(net, "in_channels", None)
+    if channels is None:
+        raise ValueError(f"{type(net).__name__} has no 'in_channels' attribute: pass in_channels explicitly.")
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = net.training
+    net.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            net(torch.zeros((1, channels, *size), device=device, dtype=dtype))
+        flops = int(counter.get_total_flops())
+    finally:
+        net.train(was_training)
+    return NetworkDescription(
+        name=name or type(net).__name__,
+        parameters=count_parameters(net),
+        trainable_parameters=count_parameters(net, trainable_only=True),
+        input_size=size,
+        flops=flops,
+        flops_per_element=flops / math.prod(size),
+    )
+
+
+def check_spatial_dims(spatial_dims: int, network: str) -> None:
+    """Raise ``ValueError`` unless ``spatial_dims`` is 2 or 3."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"{network}: spatial_dims must be 2 or 3, got {spatial_dims}.")
+
+
+def check_channels(network: str, **channels: int) -> None:
+    """Raise ``ValueError`` naming the first argument of ``channels`` that is not a positive integer."""
+    for key, value in channels.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{network}: {key} must be a positive integer, got {value!r}.")
+
+
+def check_input_size(x: torch.Tensor, divisor: int, network: str) -> None:
+    """Raise ``ValueError`` unless every spatial size of ``x`` (B, C, *spatial) is a positive multiple of ``divisor``.
+
+    Written for TorchScript (no f-strings), so networks can call it at the top of ``forward``.
+    """
+    for size in x.shape[2:]:
+        if size < divisor or size % divisor != 0:
+            raise ValueError(
+                network
+                + ": every spatial size of the input must be a multiple of "
+                + str(divisor)
+                + " (valid sizes: "
+                + str(divisor)
+                + ", "
+                + str(2 * divisor)
+                + ", "
+                + str(3 * divisor)
+                + ", ...), got "
+                + str(list(x.shape[2:]))
+                + ". Pad the input (e.g. monai.transforms.DivisiblePad) or use sliding-window inference."
+            )
