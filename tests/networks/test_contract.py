@@ -149,7 +149,9 @@ def test_onnx_export_matches_pytorch(case: NetCase, tmp_path):
         with pytest.raises(Exception):  # noqa: B017 - the declared failure
             torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17)
         return
-    torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"], output_names=["pred"])
+    torch.onnx.export(
+        net, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"], output_names=["pred"]
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"image": x.numpy()})
     with torch.no_grad():
