@@ -72,7 +72,7 @@ def bundle_copy(request, tmp_path_factory) -> tuple[str, Path]:
 
 
 def test_collection_has_the_bundles_and_cases():
-    assert {"hannet"} <= set(BUNDLES)
+    assert {"hannet"} <= set(BUNDLES), "the README main job trains hannet"
     assert set(BUNDLES) <= set(BUNDLE_CASES), f"bundles without a test case: {set(BUNDLES) - set(BUNDLE_CASES)}"
 
 
@@ -181,6 +181,8 @@ def test_inference_and_evaluation(bundle_copy):
 def test_written_masks_keep_size_orientation_and_labels(bundle_copy, tmp_path):
     name, root = bundle_copy
     case = BUNDLE_CASES[name]
+    if not case["inputs"]:
+        pytest.skip(f"{name}: 3D geometry is checked by the bundle's own round-trip tests")
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     rng = np.random.default_rng(0)
@@ -197,7 +199,7 @@ def test_written_masks_keep_size_orientation_and_labels(bundle_copy, tmp_path):
     )
     for i, (h, w, _, _) in enumerate(case["inputs"]):
         for suffix in case["outputs"]:
-            mask = np.asarray(Image.open(out / f"case{i}_{suffix}.png"))
+            mask = np.asarray(Image.open(out / f"case{i}_{suffix}{case['output_ext']}"))
             assert mask.shape == (h, w), f"{suffix} mask of case{i}: {mask.shape} != {(h, w)}"
             if suffix in case["max_label"]:
                 assert mask.min() >= 0 and mask.max() <= case["max_label"][suffix]
