@@ -4,5 +4,35 @@ from __future__ import annotations
 
 from .cbam import ChannelAttention, SpatialAttention
 from .conv_blocks import DoubleConv
+from .csa import CSABlock, CSAEncoderStage
+from .dual_attention_encoder import DualAttentionStage
+from .grid_attention import GridAttentionGate
+from .hierarchical_attention import ConvStem, DynamicCalibration, HierarchicalAttentionBlock
+from .hybrid_attention import NestedNode, SkipSpatialAttention
+from .joint_preservation import JointPreservation, NonLocalBlock
+from .neighbourhood_attention import NeighbourhoodAttention
+from .skip_upsample import SkipUpBlock
+from .transformer import MixFFN, PatchEmbedding, SpatialReductionAttention, TransformerBlock
 
-__all__ = ["ChannelAttention", "DoubleConv", "SpatialAttention"]
+__all__ = [
+    "CSABlock",
+    "CSAEncoderStage",
+    "ChannelAttention",
+    "ConvStem",
+    "DoubleConv",
+    "DualAttentionStage",
+    "DynamicCalibration",
+    "GridAttentionGate",
+    "HierarchicalAttentionBlock",
+    "JointPreservation",
+    "MixFFN",
+    "NeighbourhoodAttention",
+    "NestedNode",
+    "NonLocalBlock",
+    "PatchEmbedding",
+    "SkipSpatialAttention",
+    "SkipUpBlock",
+    "SpatialAttention",
+    "SpatialReductionAttention",
+    "TransformerBlock",
+]
