@@ -13,12 +13,47 @@ and without a data set, the embedded defaults::
 
     from attnseg_monai.data import make_nuclei_sample
     items = make_nuclei_sample("bundles/hannet/data/generated/nuclei")
+
+3D CT (layouts ``msd``, ``btcv``, ``transunet``; generated phantoms as embedded defaults)::
+
+    from attnseg_monai.data import make_pancreas_sample, read_dataset, validate_volume_pairs
+
+    items = read_dataset("/data/Task07_Pancreas")                  # layout detected: msd
+    validate_volume_pairs(items, label_values={0, 1, 2})           # shapes, geometry, label values
+    items = make_pancreas_sample("bundles/attention_unet/data/generated/pancreas")
 """
 
 from __future__ import annotations
 
 from .base import DatasetReader, get_reader_class, list_readers, register_reader
 from .chest_xray import MontgomeryReader, ShenzhenReader, merge_lung_masks
+from .ct_labels import (
+    BTCV_LABELS,
+    BTCV_TO_SYNAPSE8,
+    MSD_PANCREAS_LABELS,
+    SYNAPSE_CLASSES,
+    BTCVToSynapse8d,
+    btcv_to_synapse8,
+)
+from .ct_phantom import STRUCTURE_HU, CTPhantom, encode_nifti, phantom_affine, render_ct_phantom
+from .ct_readers import (
+    BTCVReader,
+    MSDReader,
+    TransUNetH5Reader,
+    TransUNetNpzReader,
+    TransUNetSynapseReader,
+    pair_volumes,
+    volume_case_key,
+)
+from .ct_samples import (
+    TRANSUNET_TEST_CASES,
+    TRANSUNET_TRAIN_CASES,
+    make_pancreas_sample,
+    make_synapse_sample,
+    make_synapse_transunet_sample,
+    transunet_preprocess,
+)
+from .ct_validation import VolumeHeader, VolumeInfo, read_volume, read_volume_header, validate_volume_pairs
 from .datalist import load_datalist, make_datalist, select_fold, write_datalist
 from .discovery import find_reader, read_dataset
 from .errors import DatasetError
@@ -68,4 +103,33 @@ __all__ = [
     "validate_pairs",
     "verify_sample",
     "write_datalist",
+    "BTCV_LABELS",
+    "BTCV_TO_SYNAPSE8",
+    "MSD_PANCREAS_LABELS",
+    "SYNAPSE_CLASSES",
+    "STRUCTURE_HU",
+    "TRANSUNET_TEST_CASES",
+    "TRANSUNET_TRAIN_CASES",
+    "BTCVReader",
+    "BTCVToSynapse8d",
+    "CTPhantom",
+    "MSDReader",
+    "TransUNetH5Reader",
+    "TransUNetNpzReader",
+    "TransUNetSynapseReader",
+    "VolumeHeader",
+    "VolumeInfo",
+    "btcv_to_synapse8",
+    "encode_nifti",
+    "make_pancreas_sample",
+    "make_synapse_sample",
+    "make_synapse_transunet_sample",
+    "pair_volumes",
+    "phantom_affine",
+    "read_volume",
+    "read_volume_header",
+    "render_ct_phantom",
+    "transunet_preprocess",
+    "validate_volume_pairs",
+    "volume_case_key",
 ]

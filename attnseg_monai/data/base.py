@@ -46,7 +46,7 @@ class DatasetReader(ABC):
         >>> reader = get_reader_class("folders")(on_missing="skip")
         >>> items = reader.read("/data/slices")   # image/mask folders
 
-    The registered layouts are 2D; a 3D layout (NIfTI volumes) would subclass this the same way.
+    3D layouts (``msd``, ``btcv``, ``transunet``) live in :mod:`attnseg_monai.data.ct_readers`.
     """
 
     name: ClassVar[str] = ""

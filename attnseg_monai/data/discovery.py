@@ -1,8 +1,8 @@
 """Pick the reader for a data set folder and read it: ``read_dataset(root, layout="auto")``.
 
 Auto-detection tries the registered readers from the most specific layout to the most generic one
-(``monuseg``, ``montgomery``, ``shenzhen``, then the generic ``folders``); readers marked ``auto_detect = False``
-(``mitosis``) are used only when named.
+(``transunet``, ``msd``, ``btcv``, ``monuseg``, ``montgomery``, ``shenzhen``, then the generic ``folders``);
+readers marked ``auto_detect = False`` (``mitosis``) are used only when named.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ __all__ = [
     "ImageHeader",
     "atomic_write_bytes",
     "atomic_write_json",
+    "encode_json",
     "encode_png",
     "is_image_file",
     "list_image_files",
@@ -113,10 +114,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return target
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented, key-ordered JSON to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+def encode_json(obj: Any) -> bytes:
+    """``obj`` as indented JSON (keys in insertion order, UTF-8, trailing newline): what :func:`atomic_write_json`
+    writes, for callers that need the bytes first (checksums, sample manifests)."""
     text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return text.encode("utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (see :func:`encode_json`) to ``path`` atomically (see
+    :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, encode_json(obj))
 
 
 def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
