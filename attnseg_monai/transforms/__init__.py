@@ -3,10 +3,14 @@
 Nuclei instance segmentation (seed 000): :class:`InstanceToBoundaryClasses` builds background / interior / boundary
 targets from instance maps, :class:`WatershedInstances` turns the three predicted probabilities back into instances,
 :class:`BinaryFromInstances` gives the foreground mask.
+
+Geometry: :class:`SourceGeometryNibabelWriter` writes NIfTI predictions with the input file's exact qform/sform
+and codes.
 """
 
 from __future__ import annotations
 
+from .geometry import NIFTI_GEOMETRY_KEYS, SourceGeometryNibabelWriter, source_nifti_header
 from .instance import (
     BinaryFromInstances,
     BinaryFromInstancesd,
@@ -17,6 +21,9 @@ from .instance import (
 )
 
 __all__ = [
+    "NIFTI_GEOMETRY_KEYS",
+    "SourceGeometryNibabelWriter",
+    "source_nifti_header",
     "BinaryFromInstances",
     "BinaryFromInstancesd",
     "InstanceToBoundaryClasses",
