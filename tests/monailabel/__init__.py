@@ -1,0 +1,1 @@
+"""MONAI Label integration tests (skipped when ``monailabel`` is not installed)."""
