@@ -106,7 +106,7 @@ def test_check_properties(name: str, tmp_path):
             meta_file=str(root / "configs" / "metadata.json"),
             logging_file=False,
             workflow_type=kind,
-            bundle_root=str(root),
+            **_overrides(name, "train" if kind == "train" else "infer", root),
         )
         wf.initialize()
         assert wf.check_properties() == [], f"{name} {files}: missing properties"
