@@ -1,0 +1,373 @@
+"""The ``attnseg`` command line: a thin python-fire wrapper over :mod:`attnseg_monai.inference`.
+
+::
+
+    attnseg list
+    attnseg info hannet
+    attnseg infer hannet tiles/ predictions/ --save_overlays
+    attnseg evaluate predictions/ labels/ --bundle hannet
+
+Exit codes: 0 everything succeeded; 1 some cases failed (each is listed with its reason); 2 the command could not
+run (unknown bundle, untrusted bundle, bad checkpoint, bad option). ``python -m attnseg_monai`` is the same program.
+See ``docs/inference.md``.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["AttnsegCLI", "main"]
+
+logger = logging.getLogger("attnseg")
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    sys.stdout.flush()
+
+
+def _overrides(value: Any) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = _json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"--overrides must be a JSON object such as '{{\"roi_size\": [64, 64]}}': {exc}") from exc
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValueError("--overrides must be a JSON object such as '{\"roi_size\": [64, 64]}'.")
+
+
+def _resolved(parser: Any, key: str, raw: Any) -> Any:
+    try:
+        value = parser.get_parsed_content(key, instantiate=False)
+    except Exception:  # noqa: BLE001 - show the raw config value
+        return raw
+    return value if isinstance(value, (int, float, str, bool, list, tuple, dict, type(None))) else str(value)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+class AttnsegCLI:
+    """attnseg: batch inference, evaluation and bundle information for the attnseg-monai bundles."""
+
+    def __init__(self) -> None:
+        self._exit_code = 0
+
+    def list(self, json: bool = False) -> None:
+        """List the bundles of this collection (name, version, dimensions, network, task).
+
+        Args:
+            json: print JSON instead of a table.
+        """
+        from .bundle import list_bundles
+        from .inference.bundle_loader import read_bundle_metadata, resolve_bundle
+
+        rows = []
+        for name in list_bundles():
+            root, _, _ = resolve_bundle(name)
+            meta = read_bundle_metadata(root)
+            try:
+                config = _json.loads((root / "configs" / "inference.json").read_text())
+                net = config.get("network_def", {})
+                network, dims = str(net.get("_target_", "?")).split(".")[-1], net.get("spatial_dims", "?")
+                inferer = config.get("inferer", {})
+                if isinstance(inferer, dict) and "Slice" in str(inferer.get("_target_", "")):
+                    dims = f"{dims}D-slices/3"  # a 2D network run over the slices of volumes
+            except (OSError, ValueError):
+                network, dims = "?", "?"
+            rows.append(
+                {
+                    "name": name,
+                    "version": meta.get("version", "?"),
+                    "dims": f"{dims}D",
+                    "network": network,
+                    "task": meta.get("task", ""),
+                }
+            )
+        if json:
+            _out(_json.dumps(rows, indent=2))
+            return
+        if not rows:
+            _out("no bundles found")
+            return
+        widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in ("name", "version", "dims", "network")}
+        _out("  ".join(k.upper().ljust(widths[k]) for k in widths) + "  TASK")
+        for r in rows:
+            _out("  ".join(str(r[k]).ljust(widths[k]) for k in widths) + f"  {r['task']}")
+
+    def info(
+        self,
+        bundle: str,
+        trust_bundle: bool = False,
+        overrides: Any = None,
+        input_size: Sequence[int] | None = None,
+        json: bool = False,
+    ) -> None:
+        """Describe a bundle: network, classes, sizes, parameters, FLOPs, version, outputs and checkpoint.
+
+        Args:
+            bundle: bundle name of this collection or bundle folder.
+            trust_bundle: allow a bundle folder from outside this collection (its configs run code).
+            overrides: JSON object of config overrides.
+            input_size: spatial size for the FLOP count (default: the inferer's window).
+            json: print JSON.
+        """
+        from .inference.bundle_loader import load_bundle
+        from .networks import describe_network
+
+        parts = load_bundle(bundle, trust_bundle=trust_bundle, overrides=_overrides(overrides), load_weights=False)
+        roi = getattr(parts.inferer, "roi_size", None)
+        size = tuple(int(s) for s in (input_size or roi or ([256] * 2 if parts.spatial_dims == 2 else [96] * 3)))
+        desc = describe_network(parts.network, size)
+        ckpt = parts.root / "models" / "model.pt"
+        net_def = parts.parser.get("network_def", {})
+        info = {
+            "name": parts.name,
+            "version": parts.version,
+            "folder": str(parts.root),
+            "in_collection": parts.trusted_collection,
+            "task": parts.metadata.get("task", ""),
+            "network": str(net_def.get("_target_", type(parts.network).__name__)),
+            "network_args": {
+                k: _resolved(parts.parser, f"network_def#{k}", v)
+                for k, v in net_def.items()
+                if not str(k).startswith("_")
+            },
+            "spatial_dims": parts.spatial_dims,
+            "input_dims": parts.input_dims or parts.spatial_dims,
+            "in_channels": parts.in_channels,
+            "classes": parts.class_names,
+            "input_spatial_shape": parts.metadata.get("network_data_format", {})
+            .get("inputs", {})
+            .get("image", {})
+            .get("spatial_shape"),
+            "inferer": type(parts.inferer).__name__,
+            "roi_size": list(roi) if roi is not None else None,
+            "parameters": desc.parameters,
+            "flops_input_size": list(size),
+            "gflops": round(desc.flops / 1e9, 3),
+            "flops_per_element": round(desc.flops_per_element, 1),
+            "outputs": [s.as_dict() for s in parts.outputs],
+            "checkpoint": str(ckpt) if ckpt.is_file() else None,
+        }
+        if json:
+            _out(_json.dumps(info, indent=2, default=str))
+            return
+        unit = "pixel" if parts.spatial_dims == 2 else "voxel"
+        lines = [
+            f"{info['name']} {info['version']} ({'collection' if info['in_collection'] else 'outside bundle'})",
+            f"  task:        {info['task']}",
+            f"  network:     {info['network']} ({parts.spatial_dims}D, {parts.in_channels} input channel(s))",
+            f"  classes:     {', '.join(f'{k}={v}' for k, v in info['classes'].items())}",
+            f"  input shape: {info['input_spatial_shape']}   inferer: {info['inferer']} roi {info['roi_size']}",
+            f"  parameters:  {desc.parameters / 1e6:.3f} M",
+            f"  FLOPs:       {info['gflops']} GFLOP at {'x'.join(map(str, size))} "
+            f"({desc.flops_per_element / 1e3:.1f} kFLOP/{unit})",
+            f"  outputs:     {', '.join(f'<case>_{o.postfix}{o.ext}' for o in parts.outputs)}",
+            f"  checkpoint:  {info['checkpoint'] or 'none (train the bundle first)'}",
+        ]
+        _out("\n".join(lines))
+
+    def infer(
+        self,
+        bundle: str,
+        input: str,  # noqa: A002 - the CLI's argument name
+        output: str,
+        checkpoint: str | None = None,
+        trust_bundle: bool = False,
+        device: str = "auto",
+        overwrite: bool = False,
+        save_probabilities: bool = False,
+        save_overlays: bool = False,
+        save_attention: bool = False,
+        num_workers: int = 2,
+        progress: bool = True,
+        precision: str = "fp32",
+        output_ext: str | None = None,
+        wsi: str = "auto",
+        wsi_tile_size: int = 1024,
+        wsi_level: int = 0,
+        wsi_backend: str = "auto",
+        wsi_tissue: str = "otsu",
+        wsi_margin: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        datalist_key: str | None = None,
+        overrides: Any = None,
+        json: bool = False,
+    ) -> None:
+        """Segment a folder, a glob, a datalist JSON or a file with a bundle.
+
+        Args:
+            bundle: bundle name of this collection (see `attnseg list`) or bundle folder.
+            input: folder, glob (quote it), datalist JSON or image file.
+            output: output folder (created); holds the outputs and attnseg_manifest.json.
+            checkpoint: weights file (default <bundle>/models/model.pt); loaded with weights_only=True.
+            trust_bundle: allow a bundle folder from outside this collection (its configs run code).
+            device: auto, cpu, cuda or cuda:N.
+            overwrite: replace existing outputs and recompute finished cases.
+            save_probabilities: also write class probabilities.
+            save_overlays: also write PNGs with the label contours over the image.
+            save_attention: also write the network's attention maps.
+            num_workers: reader processes loading ahead of the network.
+            progress: show progress bars (--noprogress to hide).
+            precision: fp32 or bf16.
+            output_ext: ending of the label files (default: the bundle's).
+            wsi: auto, always or never (treat inputs as whole-slide images).
+            wsi_tile_size: slide tile size in pixels (multiple of 256).
+            wsi_level: slide pyramid level to segment.
+            wsi_backend: auto, openslide, cucim or tifffile.
+            wsi_tissue: otsu (tissue tiles only) or all.
+            wsi_margin: context read around each slide tile (default: half the inferer's window, at least 32).
+            rank: this process's shard (default: RANK or torch.distributed).
+            world_size: number of shards (default: WORLD_SIZE or torch.distributed).
+            datalist_key: list of a datalist JSON to read (testing, validation, ...).
+            overrides: JSON object of bundle config overrides.
+            json: print the summary as JSON.
+        """
+        from .inference import BundlePredictor
+
+        predictor = BundlePredictor(
+            device=device,
+            overwrite=overwrite,
+            save_probabilities=save_probabilities,
+            save_overlays=save_overlays,
+            save_attention=save_attention,
+            num_workers=num_workers,
+            progress=progress,
+            precision=precision,
+            output_ext=output_ext,
+            wsi=wsi,
+            wsi_tile_size=wsi_tile_size,
+            wsi_level=wsi_level,
+            wsi_backend=wsi_backend,
+            wsi_tissue=wsi_tissue,
+            wsi_margin=wsi_margin,
+            rank=rank,
+            world_size=world_size,
+            datalist_key=datalist_key,
+        )
+        predictor.from_bundle(bundle, checkpoint=checkpoint, trust_bundle=trust_bundle, overrides=_overrides(overrides))
+        summary = predictor.predict_files(input, output)
+        if json:
+            _out(_json.dumps(summary.as_dict(), indent=2))
+        else:
+            shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
+            lines = [
+                f"attnseg infer{shard}: {summary.total} case(s): {len(summary.written)} written, "
+                f"{len(summary.skipped)} already done, {len(summary.failed)} failed, in {summary.seconds:.1f} s",
+                f"  outputs: {summary.output_dir}",
+                f"  manifest: {summary.manifest} ({', '.join(f'{k} {v}' for k, v in summary.manifest_counts.items())})",
+            ]
+            if summary.stale:
+                lines.append(
+                    f"  {len(summary.stale)} finished case(s) were made with another checkpoint or bundle version; "
+                    "rerun with --overwrite to redo them"
+                )
+            if summary.ignored:
+                lines.append(f"  ignored {len(summary.ignored)} file(s) that are not images:")
+                lines += [f"    {i['path']}: {i['reason']}" for i in summary.ignored]
+            if summary.failed:
+                lines.append("  FAILED:")
+                lines += [f"    {f['input']}: {f['error']}" for f in summary.failed]
+            _out("\n".join(lines))
+        self._exit_code = 0 if summary.ok else 1
+
+    def evaluate(
+        self,
+        pred_dir: str,
+        label_dir: str,
+        bundle: str | None = None,
+        num_classes: int | None = None,
+        metrics: Any = None,
+        pred_postfix: str | None = None,
+        output_dir: str | None = None,
+        include_background: bool = False,
+        json: bool = False,
+    ) -> None:
+        """Score predictions against labels: per-case CSV and a summary (mean, std, per class).
+
+        Args:
+            pred_dir: folder of predictions (e.g. the output of attnseg infer).
+            label_dir: folder of reference label maps.
+            bundle: bundle whose task sets the metrics, classes and which output to read.
+            num_classes: classes including background (needed without --bundle).
+            metrics: comma-separated metrics (dice,iou,hd95,hd,asd,aji,pq,mpa,miou,mean_dice,acc).
+            pred_postfix: read only <case>_<postfix>.* predictions.
+            output_dir: where metrics.csv, summary.csv and summary.json go (default <pred_dir>/evaluation).
+            include_background: score class 0 too.
+            json: print the summary as JSON.
+        """
+        from .inference.evaluate import evaluate_folders
+
+        if isinstance(metrics, (list, tuple)):
+            metrics = ",".join(str(m) for m in metrics)
+        result = evaluate_folders(
+            pred_dir,
+            label_dir,
+            bundle=bundle,
+            num_classes=num_classes,
+            metrics=metrics,
+            pred_postfix=pred_postfix,
+            output_dir=output_dir,
+            include_background=include_background,
+        )
+        summary = result.summary
+        if json:
+            from .inference.evaluate import _jsonable
+
+            _out(_json.dumps(_jsonable(summary), indent=2))
+        else:
+            lines = [
+                f"attnseg evaluate: {summary['evaluated']} case(s) scored, {summary['failed']} failed",
+                f"  per case: {result.per_case_csv}",
+                f"  summary:  {result.summary_csv}",
+            ]
+            for name, s in summary["metrics"].items():
+                lines.append(f"  {name:24s} mean {_fmt(s['mean'])}  std {_fmt(s['std'])}  (n={s['count']})")
+            for name, v in summary["dataset"].items():
+                lines.append(f"  {name + ' (pooled)':24s} {_fmt(v)}")
+            if result.failures:
+                lines.append("  FAILED:")
+                lines += [f"    {f['case']}: {f['error']}" for f in result.failures]
+            _out("\n".join(lines))
+        self._exit_code = 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``attnseg`` command line; returns the exit code (0 ok, 1 some cases failed, 2 could not run)."""
+    import fire
+
+    from .inference.errors import BundleError, CheckpointError, InputError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cli = AttnsegCLI()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        fire.Fire(cli, command=args, name="attnseg")
+    except fire.core.FireExit as exc:
+        return int(exc.code or 0)
+    except (BundleError, CheckpointError, InputError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        logger.error("%s", exc)
+        return 2
+    return cli._exit_code

@@ -1,0 +1,56 @@
+"""Fixtures for the inference tests: a tiny hannet with a checkpoint made here, a tiny outside 3D bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnseg_monai.inference import BundlePredictor, load_bundle
+
+from .helpers import HANNET_OVERRIDES, calibrated_state_dict, write_3d_bundle
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny networks gain nothing from two, and other jobs on the machine make threads wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def hannet_checkpoint(tmp_path_factory) -> Path:
+    """Weights of a freshly built tiny hannet (the network the overrides describe)."""
+    torch.manual_seed(0)
+    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    path = tmp_path_factory.mktemp("ckpt") / "hannet_tiny.pt"
+    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
+    return path
+
+
+@pytest.fixture
+def make_predictor(hannet_checkpoint):
+    """``make_predictor(**settings)``: a BundlePredictor on the tiny hannet (CPU, no workers, no bars by default)."""
+
+    def factory(**settings) -> BundlePredictor:
+        options = {"device": "cpu", "num_workers": 0, "progress": False, **settings}
+        return BundlePredictor(**options).from_bundle(
+            "hannet", checkpoint=hannet_checkpoint, overrides=HANNET_OVERRIDES
+        )
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def bundle3d(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny outside 3D bundle folder and a checkpoint for it."""
+    root = write_3d_bundle(tmp_path_factory.mktemp("b3d") / "ct_tiny")
+    torch.manual_seed(0)
+    parts = load_bundle(root, trust_bundle=True, load_weights=False)
+    ckpt = root / "models" / "model.pt"
+    ckpt.parent.mkdir(exist_ok=True)
+    torch.save(parts.network.state_dict(), ckpt)
+    return root, ckpt
