@@ -20,7 +20,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, read_checked
 
 __all__ = ["VolumeHeader", "VolumeInfo", "read_volume", "read_volume_header", "validate_volume_pairs"]
 
@@ -226,21 +226,13 @@ def _array_key(path: str, role: str) -> str | None:
 
 
 def _header(path: str, role: str, problems: list[tuple[str, str]]) -> VolumeHeader | None:
-    p = Path(path)
-    if not p.exists():
-        problems.append((path, f"{role} file not found"))
-        return None
-    if p.is_dir():
-        problems.append((path, f"{role} path is a folder, not a file (DICOM series: convert to NIfTI first)"))
-        return None
-    if p.stat().st_size == 0:
-        problems.append((path, f"{role} file is empty (0 bytes)"))
-        return None
-    try:
-        return read_volume_header(p, _array_key(path, role))
-    except OSError as err:
-        problems.append((path, f"{role} file is unreadable or corrupt ({err})"))
-        return None
+    return read_checked(
+        path,
+        role,
+        problems,
+        lambda p: read_volume_header(p, _array_key(path, role)),
+        " (DICOM series: convert to NIfTI first)",
+    )
 
 
 def _fmt(values: Iterable[float]) -> str:

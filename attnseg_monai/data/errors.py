@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["DatasetError"]
+__all__ = ["DatasetError", "read_checked"]
+
+_Header = TypeVar("_Header")
 
 
 class DatasetError(ValueError):
@@ -44,3 +48,40 @@ class DatasetError(ValueError):
         if found:
             noun = "problem" if len(found) == 1 else "problems"
             raise cls(f"{len(found)} {noun} in {what}", found)
+
+
+def read_checked(
+    path: str,
+    role: str,
+    problems: list[tuple[str, str]],
+    read: Callable[[Path], _Header],
+    folder_note: str = "",
+) -> _Header | None:
+    """Read one file's header with ``read``, or record why it cannot be read in ``problems`` and return ``None``.
+
+    The checks every validator makes before decoding: the path exists, is a file (``folder_note`` is appended to
+    the message for a folder, e.g. a hint about DICOM series), is not empty, and ``read`` does not raise
+    :class:`OSError` (readers turn decoder errors into ``OSError``).
+
+    Args:
+        path: the file.
+        role: what the file is (``"image"``, ``"label"``), the first word of each message.
+        problems: the list the ``(path, message)`` pair is appended to.
+        read: the header reader, called with the path.
+        folder_note: extra text for the "is a folder" message.
+    """
+    p = Path(path)
+    if not p.exists():
+        problems.append((path, f"{role} file not found"))
+        return None
+    if p.is_dir():
+        problems.append((path, f"{role} path is a folder, not a file{folder_note}"))
+        return None
+    if p.stat().st_size == 0:
+        problems.append((path, f"{role} file is empty (0 bytes)"))
+        return None
+    try:
+        return read(p)
+    except OSError as err:
+        problems.append((path, f"{role} file is unreadable or corrupt ({err})"))
+        return None

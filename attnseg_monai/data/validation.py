@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError
+from .errors import DatasetError, read_checked
 from .fileio import ImageHeader, read_header, read_pixels
 
 __all__ = ["PairInfo", "validate_pairs"]
@@ -45,21 +45,7 @@ class PairInfo:
 
 
 def _header(path: str, role: str, problems: list[tuple[str, str]]) -> ImageHeader | None:
-    p = Path(path)
-    if not p.exists():
-        problems.append((path, f"{role} file not found"))
-        return None
-    if p.is_dir():
-        problems.append((path, f"{role} path is a folder, not a file"))
-        return None
-    if p.stat().st_size == 0:
-        problems.append((path, f"{role} file is empty (0 bytes)"))
-        return None
-    try:
-        return read_header(p)
-    except OSError as err:
-        problems.append((path, f"{role} file is unreadable or corrupt ({err})"))
-        return None
+    return read_checked(path, role, problems, read_header)
 
 
 def _verify(path: str, role: str, problems: list[tuple[str, str]]) -> bool:
