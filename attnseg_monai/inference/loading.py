@@ -150,6 +150,13 @@ def check_image(x: Any, parts: BundleParts, path: Path | str) -> None:
         raise InputError(path, f"a {dims}D image (shape {shape}) given to a {expected}D bundle")
     if x.shape[0] != parts.in_channels:
         raise InputError(path, _channel_message(int(x.shape[0]), parts.in_channels))
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise InputError(
+            path,
+            f"image holds {bad} NaN or infinite value(s) after the bundle's preprocessing; replace them (e.g. with "
+            "the background value) before segmenting",
+        )
 
 
 def make_loader(cases: list[tuple[CaseInput, str]], parts: BundleParts, workers: int) -> DataLoader:

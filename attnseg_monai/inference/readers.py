@@ -375,6 +375,17 @@ class NiftiReader(CaseReader):
             raise InputError(path, f"unreadable NIfTI header ({describe_error(exc)})") from exc
         if len(shape) < 2 or min(shape) < 1:
             raise InputError(path, f"NIfTI image has shape {shape}; expected 2 to 4 dimensions with pixels")
+        if image_suffix(path) == ".nii":  # before any buffer of the header's size is allocated
+            header = img.header
+            needed = int(np.prod(shape, dtype=np.float64) * header.get_data_dtype().itemsize)
+            needed += max(int(header.get_data_offset()), int(getattr(header, "single_vox_offset", 0)))
+            size = Path(path).stat().st_size
+            if needed > size:
+                raise InputError(
+                    path,
+                    f"truncated or corrupt image data: the header describes {shape} ({needed} bytes), the file has "
+                    f"{size}",
+                )
 
 
 class MetaImageReader(CaseReader):
@@ -455,12 +466,22 @@ class DicomSeriesReader(CaseReader):
             names.SetGlobalWarningDisplay(False)
             names.SetDirectory(str(p))
             uids = list(names.GetSeriesUIDs())
+            in_series = {Path(f).name for uid in uids for f in names.GetFileNames(uid)}
         except Exception as exc:  # noqa: BLE001 - ITK raises RuntimeError with long texts
             raise InputError(p, f"DICOM files cannot be parsed ({describe_error(exc)})") from exc
         if not uids:
             raise InputError(p, "no readable DICOM image series in the folder")
         if len(uids) > 1:
             raise InputError(p, f"folder holds {len(uids)} DICOM series; put each series in its own folder")
+        # GDCM leaves out files it cannot parse; reading on would silently drop those slices
+        left_out = [f.name for f in files if f.name not in in_series]
+        if left_out:
+            shown = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
+            raise InputError(
+                p,
+                f"{len(left_out)} DICOM file(s) cannot be read as part of the series ({shown}): corrupt, truncated or "
+                "not an image of this series; repair or remove them",
+            )
 
 
 #: The readers, tried in this order by :func:`reader_for`.

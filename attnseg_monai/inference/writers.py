@@ -131,8 +131,11 @@ def cleanup_temporary(output_dir: str | os.PathLike, rank: int | None = None) ->
     return removed
 
 
-def _spatial(array: np.ndarray) -> np.ndarray:
-    """Drop a leading channel axis of size 1; argmax a leading channel axis of probabilities."""
+def _spatial(array: np.ndarray, shape: Any = None) -> np.ndarray:
+    """Drop a leading channel axis of size 1, unless the array already has the input's spatial ``shape`` (a volume
+    one voxel thick along its first axis, ``(1, Y, Z)``, keeps that axis)."""
+    if shape is not None and tuple(array.shape) == tuple(int(s) for s in np.asarray(shape).reshape(-1)):
+        return array
     if array.ndim >= 3 and array.shape[0] == 1:
         return array[0]
     return array
@@ -218,7 +221,7 @@ def write_label(path: str | os.PathLike, array: Any, meta: Mapping[str, Any], dt
     ext = _ext_of(p)
     if ext.endswith(TEMP_MARKER):
         ext = ext[: -len(TEMP_MARKER)]
-    arr = _cast_labels(_spatial(_to_numpy(array)), dtype)
+    arr = _cast_labels(_spatial(_to_numpy(array), meta.get("spatial_shape")), dtype)
     if ext == ".png":
         if arr.ndim != 2:
             raise ValueError(f"PNG outputs must be 2D, got shape {arr.shape}; use .nii.gz for volumes.")

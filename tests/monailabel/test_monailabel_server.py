@@ -155,7 +155,7 @@ def _read_mask(path: Path) -> np.ndarray:
 
 def _image_shape(path: Path, dims: int) -> tuple[int, ...]:
     """Spatial shape of an image as a reader of its format reports it (PIL: rows, columns)."""
-    if dims == 3:
+    if dims == 3 or path.name.endswith((".nii", ".nii.gz")):
         return tuple(int(s) for s in nib.load(str(path)).shape[:3])
     return tuple(np.asarray(Image.open(path)).shape[:2])
 
@@ -215,12 +215,12 @@ def _prepare(app: Path, studies: Path, names: list[str]) -> dict[str, BundleSetu
             shutil.copy(image, studies / f"{image_id}{_full_ext(image)}")
             shutil.copy(label, label_store / f"{image_id}{_full_ext(label)}")
             setup.train.append((image_id, label_store / f"{image_id}{_full_ext(label)}"))
-        if dims == 2:
+        if dims == 2 and BUNDLE_CASES[name]["inputs"]:
             for k, (height, width, channels, ext) in enumerate(BUNDLE_CASES[name]["inputs"]):
                 probe = studies / f"{name}_probe{k}{ext}"
                 _write_probe_2d(probe, height, width, channels, seed=100 * index + k)
                 setup.probes.append((probe.stem, probe))
-        elif setup.train:
+        elif setup.train:  # 3D bundles, and 2D networks that segment volumes slice by slice (danie)
             image_id, _ = setup.train[0]
             setup.probes.append((image_id, next(studies.glob(f"{image_id}.*"))))
         setups[name] = setup

@@ -1,0 +1,268 @@
+"""Atomic checkpoints for MONAI trainers, and finding the last complete one to resume from.
+
+:class:`AtomicCheckpointSaver` is MONAI's :class:`~monai.handlers.CheckpointSaver` (same arguments, same file
+names, same events) whose files are written through :func:`~attnseg_monai.reliability.atomic.atomic_torch_save`
+(temporary file, fsync, ``os.replace``), and which never writes a model with non-finite weights (so a run that
+diverged cannot overwrite the last good checkpoint, not even through the "final" checkpoint MONAI saves when an
+exception stops the run).
+
+:func:`load_checkpoint_file` reads a checkpoint with ``torch.load(..., weights_only=True)`` only: a file whose
+unpickling would run code is refused with :class:`UnsafeCheckpointError`. :func:`find_resume_checkpoint` picks the
+latest complete training checkpoint of a folder, skipping truncated, unreadable and unsafe files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.handlers import CheckpointSaver
+
+from .atomic import atomic_torch_save
+
+__all__ = [
+    "AtomicCheckpointSaver",
+    "CheckpointReadError",
+    "UnsafeCheckpointError",
+    "find_resume_checkpoint",
+    "load_checkpoint_file",
+    "nonfinite_parameters",
+    "resume_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+STATE_KEY = "training_state"
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file that is missing, truncated or not a PyTorch checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointReadError):
+    """A checkpoint whose unpickling would import or call Python objects (refused, never executed)."""
+
+
+def nonfinite_parameters(module: torch.nn.Module, limit: int = 5) -> list[str]:
+    """Names of parameters and floating buffers holding NaN or inf (at most ``limit``)."""
+    bad = []
+    tensors = list(module.named_parameters()) + [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+    for name, tensor in tensors:
+        if not bool(torch.isfinite(tensor.detach()).all()):
+            bad.append(name)
+            if len(bad) >= limit:
+                break
+    return bad
+
+
+def _unwrap(obj: Any) -> Any:
+    return obj.module if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else obj
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` writing every file atomically and refusing to save non-finite weights.
+
+    Arguments are those of :class:`monai.handlers.CheckpointSaver`. Each file goes to a hidden temporary file in
+    ``save_dir``, is flushed to disk (``fsync``) and renamed over the final name, so a run killed during a write
+    leaves the previous file intact. Before any save, every ``nn.Module`` of ``save_dict`` is checked: if one holds
+    NaN/inf weights the save is skipped with an error in the log (the last good checkpoint stays).
+
+    Example (config)::
+
+        {"_target_": "attnseg_monai.reliability.AtomicCheckpointSaver", "save_dir": "@ckpt_dir",
+         "save_dict": {"model": "@network", "optimizer": "@optimizer", "training_state": "@train#reliability"},
+         "save_interval": 1, "n_saved": 1, "save_final": true, "final_filename": "model_final.pt"}
+
+    Raises:
+        AssertionError: as MONAI's CheckpointSaver, for a missing ``save_dir`` or empty ``save_dict``.
+    """
+
+    def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(save_dir, save_dict, *args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                self._make_atomic(checkpoint.save_handler)
+
+    def _make_atomic(self, handler: Any) -> None:
+        """Route the DiskSaver's writes through the atomic writer and defer its removals until the next save
+        succeeded (ignite removes the oldest file *before* writing the new one; a kill in between would leave no
+        checkpoint at all)."""
+        pending: list[str] = []
+        remove_now = handler.remove
+
+        def save_func(checkpoint: Mapping, path: Path, func: Any) -> None:
+            if self._atomic_save_func(checkpoint, path, func):
+                for filename in pending:
+                    target = Path(handler.dirname) / (handler.filename or filename)
+                    if target.resolve() != Path(path).resolve() and target.exists():
+                        remove_now(filename)
+                pending.clear()
+
+        handler._save_func = save_func
+        handler.remove = pending.append
+
+    def _bad_modules(self) -> dict[str, list[str]]:
+        bad = {}
+        for key, obj in self.save_dict.items():
+            obj = _unwrap(obj)
+            if isinstance(obj, torch.nn.Module):
+                names = nonfinite_parameters(obj)
+                if names:
+                    bad[key] = names
+        return bad
+
+    def _atomic_save_func(self, checkpoint: Mapping, path: Path, func: Any) -> bool:
+        bad = self._bad_modules()
+        if bad:
+            logger.error(
+                "not writing %s: non-finite weights in %s; the previous checkpoints are kept",
+                path,
+                "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()),
+            )
+            return False
+        atomic_torch_save(checkpoint, path, save=func)
+        return True
+
+    def exception_raised(self, engine: Any, e: Exception) -> None:
+        """MONAI saves the "final" checkpoint when an exception stops the run; not when the weights diverged."""
+        from .training import NonFiniteLossError
+
+        if isinstance(e, NonFiniteLossError) or self._bad_modules():
+            self.logger.error("run stopped by %s; no final checkpoint written (the last good one is kept)", e)
+            raise e
+        super().exception_raised(engine, e)
+
+
+def load_checkpoint_file(path: str | os.PathLike, *, mmap: bool = False) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors.
+
+    Args:
+        path: the checkpoint file.
+        mmap: memory-map the tensors (zip checkpoints only; cheap validation of large files).
+
+    Raises:
+        CheckpointReadError: missing, empty, truncated or not a checkpoint (message names the file).
+        UnsafeCheckpointError: the file would import or call Python objects when unpickled (refused, nothing run).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointReadError(f"{p}: checkpoint file not found.")
+    size = p.stat().st_size
+    if size == 0:
+        raise CheckpointReadError(f"{p}: empty checkpoint file (0 bytes).")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    is_zip = head.startswith(b"PK")
+    if is_zip and not zipfile.is_zipfile(p):
+        raise CheckpointReadError(f"{p}: truncated or corrupt checkpoint ({size} bytes, zip directory missing).")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc) or "WeightsUnpickler" in str(exc):
+            raise UnsafeCheckpointError(
+                f"{p}: refused: unpickling it would import or call Python objects; only weights and plain "
+                f"containers are loaded (torch.load weights_only=True): {first}"
+            ) from exc
+        raise CheckpointReadError(f"{p}: not a readable checkpoint ({first}).") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointReadError(f"{p}: truncated or corrupt checkpoint ({type(exc).__name__}: {first}).") from exc
+
+
+def _training_iteration(obj: Any) -> tuple[int, bool] | None:
+    """``(iteration, at_epoch_boundary)`` of a checkpoint holding a training state, else ``None``."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get(STATE_KEY), Mapping):
+        return None
+    engine = obj[STATE_KEY].get("engine")
+    if not isinstance(engine, Mapping) or "iteration" not in engine:
+        return None
+    iteration = int(engine["iteration"])
+    length = engine.get("epoch_length")
+    boundary = bool(length) and iteration % int(length) == 0
+    return iteration, boundary
+
+
+def find_resume_checkpoint(ckpt_dir: str | os.PathLike, *, allow_mid_epoch: bool = False) -> str | None:
+    """The latest complete training checkpoint in ``ckpt_dir``, or ``None`` when there is none.
+
+    Candidates are the non-hidden ``*.pt``/``*.pth``/``*.ckpt`` files that hold a training state (written with
+    :class:`~attnseg_monai.reliability.ResumableTraining` in the saver's ``save_dict``). Each is loaded with
+    ``weights_only=True``; truncated, unreadable and unsafe files are skipped with a warning. The one with the
+    highest iteration wins (newest file on a tie). Checkpoints taken in the middle of an epoch (MONAI's "final"
+    checkpoint written when an exception stopped the run) are skipped unless ``allow_mid_epoch``: resuming there
+    cannot replay the epoch's data order.
+
+    Args:
+        ckpt_dir: the folder the trainer's checkpoint saver writes to.
+        allow_mid_epoch: also consider mid-epoch checkpoints.
+
+    Raises:
+        ValueError: if ``ckpt_dir`` exists but is not a folder.
+    """
+    root = Path(ckpt_dir)
+    if not root.exists():
+        logger.warning("resume: checkpoint folder %s does not exist; starting from scratch", root)
+        return None
+    if not root.is_dir():
+        raise ValueError(f"ckpt_dir {root} is not a folder.")
+    best: tuple[int, int, Path] | None = None
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or p.suffix not in CHECKPOINT_SUFFIXES or not p.is_file():
+            continue
+        try:
+            obj = load_checkpoint_file(p, mmap=True)
+        except CheckpointReadError as exc:
+            logger.warning("resume: skipping %s", exc)
+            continue
+        found = _training_iteration(obj)
+        if found is None:
+            logger.info("resume: %s holds no training state (weights only); skipped", p.name)
+            continue
+        iteration, boundary = found
+        if not boundary and not allow_mid_epoch:
+            logger.info("resume: %s was taken mid-epoch (iteration %d); skipped", p.name, iteration)
+            continue
+        key = (iteration, p.stat().st_mtime_ns, p)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        logger.warning("resume: no complete training checkpoint in %s; starting from scratch", root)
+        return None
+    logger.info("resume: latest complete checkpoint %s (iteration %d)", best[2], best[0])
+    return str(best[2])
+
+
+_TRUE = ("1", "true", "yes", "on", "latest")
+_FALSE = ("", "0", "false", "no", "off", "none", "null")
+
+
+def resume_checkpoint(ckpt_dir: str | os.PathLike, resume: Any = False, resume_from: Any = None) -> str | None:
+    """The checkpoint a bundle's ``--resume`` / ``--resume_from`` overrides ask for (config helper).
+
+    Args:
+        ckpt_dir: the trainer's checkpoint folder.
+        resume: ``true`` (also ``"true"``, ``"yes"``, ``1``) resumes from the latest complete checkpoint of
+            ``ckpt_dir`` (:func:`find_resume_checkpoint`; none found: starts from scratch); ``false`` starts fresh.
+        resume_from: a checkpoint path; takes precedence over ``resume``.
+
+    Raises:
+        ValueError: an unrecognised ``resume`` value.
+        CheckpointReadError: ``resume_from`` is missing, truncated or unsafe (checked before training starts).
+    """
+    if resume_from not in (None, "", False):
+        load_checkpoint_file(resume_from, mmap=True)
+        return str(resume_from)
+    flag = str(resume).strip().lower()
+    if flag in _FALSE:
+        return None
+    if flag not in _TRUE:
+        raise ValueError(f"resume must be true or false, got {resume!r}.")
+    return find_resume_checkpoint(ckpt_dir)

@@ -1,0 +1,144 @@
+"""Paths that cannot escape their folder: joining untrusted names under an output folder, extracting archives.
+
+:func:`safe_join` resolves a relative name under a root and refuses absolute names, ``..`` parts, and symbolic
+links pointing outside the root. :func:`safe_extract` unpacks a ``.zip`` or ``.tar(.gz/.bz2/.xz)`` archive member by
+member after checking every name (no absolute paths, no ``..``, no links, devices or FIFOs, bounded total size), so
+a crafted archive can write nothing outside the target folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+__all__ = ["UnsafePathError", "safe_extract", "safe_join"]
+
+#: Default limit on the bytes an archive may unpack to (a "zip bomb" guard).
+MAX_EXTRACT_BYTES = 8 * 1024**3
+
+
+class UnsafePathError(ValueError):
+    """A path that would leave its folder (absolute, ``..``, a link outside), or an archive member that would."""
+
+
+def _parts(name: str) -> list[str]:
+    if "\x00" in name:
+        raise UnsafePathError(f"{name!r}: NUL byte in a path.")
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or name.startswith(("/", "\\")):
+        raise UnsafePathError(f"{name!r}: absolute path; only names relative to the folder are allowed.")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafePathError(f"{name!r}: '..' would leave the folder.")
+    return parts
+
+
+def safe_join(root: str | os.PathLike, *names: str) -> Path:
+    """``root / name...`` when it stays inside ``root`` (after resolving links that already exist).
+
+    Args:
+        root: the folder the result must stay in.
+        names: relative names (from users, configs, archives, case ids).
+
+    Raises:
+        UnsafePathError: for an absolute name, a ``..`` part, a NUL byte, an empty name, or a path that resolves
+            outside ``root`` through a symbolic link.
+    """
+    base = Path(root).resolve()
+    parts: list[str] = []
+    for name in names:
+        parts += _parts(str(name))
+    if not parts:
+        raise UnsafePathError(f"empty name under {base}.")
+    target = base.joinpath(*parts)
+    resolved = target.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise UnsafePathError(f"{'/'.join(parts)!r} resolves to {resolved}, outside {base}.")
+    return target
+
+
+def _check_size(total: int, limit: int, archive: Path) -> None:
+    if total > limit:
+        raise UnsafePathError(f"{archive}: would unpack {total} bytes, more than the limit of {limit}.")
+
+
+def safe_extract(
+    archive: str | os.PathLike, target: str | os.PathLike, *, max_bytes: int = MAX_EXTRACT_BYTES
+) -> list[Path]:
+    """Extract ``archive`` into ``target`` after checking every member; returns the files written.
+
+    Nothing is written if any member is unsafe: all names are checked before the first byte is extracted.
+
+    Args:
+        archive: a ``.zip`` or tar archive (any compression ``tarfile`` reads).
+        target: the folder to extract into (created).
+        max_bytes: refuse archives whose members add up to more than this.
+
+    Raises:
+        UnsafePathError: a member with an absolute name, ``..``, a link, a device/FIFO, or too large in total.
+        ValueError: not a zip or tar archive.
+    """
+    src = Path(archive)
+    dest = Path(target)
+    written: list[Path] = []
+    if zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as zf:
+            infos = zf.infolist()
+            plan = []
+            total = 0
+            for info in infos:
+                mode = (info.external_attr >> 16) & 0xFFFF
+                if stat.S_ISLNK(mode):
+                    raise UnsafePathError(f"{src}: member {info.filename!r} is a symbolic link (refused).")
+                path = safe_join(dest, info.filename) if _parts(info.filename) else None
+                total += info.file_size
+                _check_size(total, max_bytes, src)
+                plan.append((info, path))
+            dest.mkdir(parents=True, exist_ok=True)
+            for info, path in plan:
+                if path is None:
+                    continue
+                if info.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                safe_join(dest, info.filename)  # re-check: a folder made above cannot be a link, but be strict
+                with zf.open(info) as fin, open(path, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                written.append(path)
+        return written
+    if not tarfile.is_tarfile(src):
+        raise ValueError(f"{src}: not a zip or tar archive.")
+    with tarfile.open(src) as tf:
+        members = tf.getmembers()
+        plan = []
+        total = 0
+        for member in members:
+            if member.issym() or member.islnk():
+                raise UnsafePathError(f"{src}: member {member.name!r} is a link (refused).")
+            if not (member.isfile() or member.isdir()):
+                raise UnsafePathError(f"{src}: member {member.name!r} is a device, FIFO or other special file.")
+            path = safe_join(dest, member.name) if _parts(member.name) else None
+            total += member.size
+            _check_size(total, max_bytes, src)
+            plan.append((member, path))
+        dest.mkdir(parents=True, exist_ok=True)
+        for member, path in plan:
+            if path is None:
+                continue
+            if member.isdir():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            safe_join(dest, member.name)
+            fin = tf.extractfile(member)
+            if fin is None:
+                continue
+            with fin, open(path, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            written.append(path)
+    return written
