@@ -6,10 +6,14 @@ targets from instance maps, :class:`WatershedInstances` turns the three predicte
 
 Geometry: :class:`SourceGeometryNibabelWriter` writes NIfTI predictions with the input file's exact qform/sform
 and codes.
+
+Post-processing (seed 002): :class:`CRFd` / :class:`CRFRefine` refine class probabilities with a dense CRF guided by
+the image (MONAI's ``CRF`` when its compiled extension is present, else :func:`mean_field_crf` in PyTorch).
 """
 
 from __future__ import annotations
 
+from .crf import CRFd, CRFRefine, mean_field_crf, monai_crf_available
 from .geometry import NIFTI_GEOMETRY_KEYS, SourceGeometryNibabelWriter, source_nifti_header
 from .instance import (
     BinaryFromInstances,
@@ -21,6 +25,10 @@ from .instance import (
 )
 
 __all__ = [
+    "CRFRefine",
+    "CRFd",
+    "mean_field_crf",
+    "monai_crf_available",
     "NIFTI_GEOMETRY_KEYS",
     "SourceGeometryNibabelWriter",
     "source_nifti_header",

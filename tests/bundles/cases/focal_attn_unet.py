@@ -1,0 +1,14 @@
+"""Tiny settings for the focal_attn_unet bundle tests."""
+
+from __future__ import annotations
+
+CASE = {
+    "net": {"network_def#features": [4, 8, 16, 32, 64]},
+    "train": {"quick_epochs": 1, "val_interval": 1, "working_size": [64, 64], "train_patch_size": [64, 64]},
+    "infer": {"working_size": [64, 64]},
+    "outputs": ("mask",),
+    "output_ext": ".png",
+    # odd sizes, grey PNG and TIFF: the written masks must come back at (height, width)
+    "inputs": [(131, 97, 1, ".png"), (75, 150, 1, ".tif")],
+    "max_label": {"mask": 255},
+}
