@@ -201,7 +201,7 @@ class AttnsegCLI:
         save_attention: bool = False,
         num_workers: int = 2,
         progress: bool = True,
-        precision: str = "fp32",
+        precision: str = "auto",
         output_ext: str | None = None,
         wsi: str = "auto",
         wsi_tile_size: int = 1024,
@@ -230,7 +230,8 @@ class AttnsegCLI:
             save_attention: also write the network's attention maps.
             num_workers: reader processes loading ahead of the network.
             progress: show progress bars (--noprogress to hide).
-            precision: fp32 or bf16.
+            precision: auto (the bundle's precision key, else per device: bf16 on AMX/AVX-512-BF16 CPUs and
+                CUDA, fp32 elsewhere), fp32 (exact float32), bf16 or fp16.
             output_ext: ending of the label files (default: the bundle's).
             wsi: auto, always or never (treat inputs as whole-slide images).
             wsi_tile_size: slide tile size in pixels (multiple of 256).

@@ -42,6 +42,7 @@ from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import EnsureChannelFirst, Invertd
 
 from ..data.fileio import sha256_file
+from ..fastpath import PRECISIONS, PrecisionPolicy, prepare_for_inference, resolve_policy
 from .bundle_loader import BundleParts, OutputSpec, load_bundle
 from .errors import InputError, OutputConflictError
 from .inputs import CaseInput, collect_inputs
@@ -65,7 +66,7 @@ __all__ = ["BundlePredictor", "PredictionSummary"]
 
 logger = logging.getLogger(__name__)
 
-_PRECISIONS = ("fp32", "bf16")
+_PRECISIONS = PRECISIONS
 _WSI_MODES = ("auto", "always", "never")
 
 
@@ -126,8 +127,10 @@ class BundlePredictor:
         save_attention: also write the network's spatial attention maps (``net.attention_maps``), one file each.
         num_workers: DataLoader worker processes reading and preprocessing ahead (0: in this process).
         progress: progress bars over cases, windows of large images, and slide tiles.
-        precision: ``"fp32"`` or ``"bf16"`` (network in bfloat16 + channels-last: several times faster on CPUs with
-            AMX/AVX-512 BF16 and on GPUs; outputs may differ at class borders).
+        precision: ``"auto"`` (the bundle's ``precision`` key, else chosen per device: bfloat16 + channels-last
+            with batch norm folded on CPUs with AMX/AVX-512 BF16, bf16/fp16 on CUDA, float32 elsewhere), ``"fp32"``
+            (the untouched float32 network), ``"bf16"`` or ``"fp16"``; see :mod:`attnseg_monai.fastpath` and
+            ``docs/benchmarks.md`` (reduced precision may move class borders by a pixel).
         output_ext: ending of the label outputs (default: the bundle's, e.g. ``.png`` or ``.nii.gz``).
         wsi: ``"auto"`` (slides by ending, pyramidal/huge TIFFs), ``"always"`` or ``"never"``.
         wsi_tile_size: slide tile edge in pixels (a multiple of 256).
@@ -161,7 +164,7 @@ class BundlePredictor:
         num_workers: int = 2,
         progress: bool = True,
         *,
-        precision: str = "fp32",
+        precision: str = "auto",
         output_ext: str | None = None,
         wsi: str = "auto",
         wsi_tile_size: int = 1024,
@@ -208,6 +211,7 @@ class BundlePredictor:
         self.wsi_margin = wsi_margin
         self.datalist_key = datalist_key
         self._parts: BundleParts | None = None
+        self.policy: PrecisionPolicy | None = None  # resolved by from_bundle
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -245,9 +249,13 @@ class BundlePredictor:
         parts = load_bundle(
             bundle, checkpoint=checkpoint, trust_bundle=trust_bundle, device=self.device, overrides=overrides
         )
-        if self.precision == "bf16":
-            fmt = torch.channels_last if parts.spatial_dims == 2 else torch.channels_last_3d
-            parts.network.to(dtype=torch.bfloat16, memory_format=fmt)
+        requested = self.precision
+        if requested == "auto":  # the bundle's own "precision" key decides when it has one
+            requested = str(parts.parser.get_parsed_content("precision", default="auto"))
+            if requested not in _PRECISIONS:
+                raise ValueError(f"the bundle's 'precision' must be one of {_PRECISIONS}, got {requested!r}.")
+        self.policy = resolve_policy(requested, self.device)
+        parts.network = prepare_for_inference(parts.network, self.policy, copy_network=False)
         self._parts = parts
         return self
 
@@ -264,16 +272,10 @@ class BundlePredictor:
 
     # ------------------------------------------------------------------ network
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.parts.network
-        if self.precision == "bf16":
-            fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
-            return net(x.to(dtype=torch.bfloat16).contiguous(memory_format=fmt)).float()
-        return net(x)
+        return self.parts.network(x)  # a FastNetwork: casts to the policy's dtype/layout, returns float32
 
     def _attention(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        net = self.parts.network
-        xin = x.to(dtype=torch.bfloat16) if self.precision == "bf16" else x
-        maps = net.attention_maps(xin)
+        maps = self.parts.network.attention_maps(x)  # FastNetwork casts the input and returns float32 maps
         out = {}
         mode = "bilinear" if x.ndim == 4 else "trilinear"
         for name, m in maps.items():
@@ -457,7 +459,7 @@ class BundlePredictor:
             "save_probabilities": self.save_probabilities,
             "save_overlays": self.save_overlays,
             "save_attention": self.save_attention,
-            "precision": self.precision,
+            "precision": self.policy.name if self.policy is not None else self.precision,
             "output_ext": self.output_ext,
         }
 

@@ -9,7 +9,7 @@ import pytest
 from attnseg_monai.bundle import BUNDLES_DIR
 
 #: bundles wired so far; add a bundle here once its train.json carries the pattern (docs/reliability.md)
-WIRED = ["hannet", "mcsa_unet", "danie", "focal_attn_unet"]
+WIRED = ["hannet", "mcsa_unet", "danie", "focal_attn_unet", "attention_unet"]
 SAVER = "attnseg_monai.reliability.AtomicCheckpointSaver"
 
 

@@ -1,0 +1,83 @@
+"""The ``precision`` option of ``BundlePredictor`` and ``attnseg infer``, and the bundles' ``precision`` key."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from attnseg_monai.cli import AttnsegCLI, main
+from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, resolve_policy
+from attnseg_monai.inference import BundlePredictor, load_bundle
+from tests.inference.helpers import HANNET_OVERRIDES, calibrated_state_dict, write_png
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    path = tmp_path_factory.mktemp("fastpath") / "tiny.pt"
+    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
+    return path
+
+
+def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:
+    options = {"device": "cpu", "num_workers": 0, "progress": False, **settings}
+    return BundlePredictor(**options).from_bundle(
+        "hannet", checkpoint=checkpoint, overrides={**HANNET_OVERRIDES, **(overrides or {})}
+    )
+
+
+def test_precision_defaults_to_auto_and_is_validated():
+    assert inspect.signature(BundlePredictor).parameters["precision"].default == "auto"
+    assert inspect.signature(AttnsegCLI.infer).parameters["precision"].default == "auto"
+    for value in ("auto", "fp32", "bf16", "fp16"):
+        assert BundlePredictor(device="cpu", precision=value).precision == value
+    with pytest.raises(ValueError, match="precision"):
+        BundlePredictor(device="cpu", precision="fp8")
+
+
+def test_policy_follows_option_then_bundle_key_then_device(checkpoint):
+    auto = _predictor(checkpoint)
+    assert auto.policy == resolve_policy("auto", "cpu")
+    assert isinstance(auto.parts.network, FastNetwork)
+    bundle_fp32 = _predictor(checkpoint, overrides={"precision": "fp32"})  # the bundle's key, option left on auto
+    assert bundle_fp32.policy.is_reference
+    forced = _predictor(checkpoint, overrides={"precision": "fp32"}, precision="bf16")  # the option wins
+    assert forced.policy.name == "bf16"
+    net = forced.parts.network
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())  # folded
+    assert all(p.dtype == torch.bfloat16 for p in net.parameters())
+    with pytest.raises(Exception, match="precision"):
+        _predictor(checkpoint, overrides={"precision": "int8"})
+
+
+def test_bundle_inferer_is_the_fast_one_and_fp32_matches_bf16_closely(checkpoint):
+    fp32, bf16 = _predictor(checkpoint, precision="fp32"), _predictor(checkpoint, precision="bf16")
+    assert isinstance(fp32.parts.inferer, FastSlidingWindowInferer)
+    image = torch.rand(3, 96, 80).numpy()
+    a, b = fp32.predict_array(image)["classes"], bf16.predict_array(image)["classes"]
+    assert a.shape == b.shape and sorted(a.shape) == [80, 96]
+    assert (a == b).mean() > 0.95
+
+
+def test_cli_precision_flag_reaches_the_manifest(checkpoint, tmp_path):
+    write_png(tmp_path / "in" / "a.png", 48, 40)
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"out_{precision}"
+        args = ["infer", "hannet", str(tmp_path / "in"), str(out), "--checkpoint", str(checkpoint)]
+        args += ["--overrides", json.dumps(HANNET_OVERRIDES), "--device", "cpu", "--num_workers", "0"]
+        assert main([*args, "--noprogress", "--precision", precision]) == 0
+        assert f'"precision": "{precision}"' in (out / "attnseg_manifest.json").read_text()
+    assert main([*args, "--noprogress", "--precision", "fp8"]) != 0
