@@ -542,7 +542,7 @@ def markdown(results: dict[str, Any]) -> str:
         abl = [r for r in results["2d"] if "fast-monai-grid" in r]
         if abl:
             lines += ["", "Where the gain comes from (same network, same slide):", ""]
-            lines += ["| network | MONAI fp32, 256 grid | bf16 + folded BN, same 256 grid | bf16, fitted 512 grid |"]
+            lines += ["| network | MONAI fp32, 256 grid | fast path, same 256 grid | fast path, fitted 512 grid |"]
             lines += ["|---|---:|---:|---:|"]
             for r in abl:
                 lines.append(

@@ -178,8 +178,14 @@ class FastNetwork(nn.Module):
             return {k: FastNetwork._to_float(v) for k, v in out.items()}
         return out
 
+    def _run(self, fn: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.policy.autocast:
+            with torch.autocast(device_type=self.policy.device_type, dtype=self.policy.dtype):
+                return fn(self.policy.cast_input(x), *args, **kwargs)
+        return fn(self.policy.cast_input(x), *args, **kwargs)
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        out = self.module(self.policy.cast_input(x), *args, **kwargs)
+        out = self._run(self.module, x, *args, **kwargs)
         if self.policy.is_reference:
             return out
         return self._to_float(out).contiguous() if isinstance(out, torch.Tensor) else self._to_float(out)
@@ -190,7 +196,7 @@ class FastNetwork(nn.Module):
         Raises:
             AttributeError: if the wrapped network has no ``attention_maps``.
         """
-        maps = self.module.attention_maps(self.policy.cast_input(x))
+        maps = self._run(self.module.attention_maps, x)
         return {k: v.float() for k, v in maps.items()}
 
 
@@ -233,7 +239,7 @@ def prepare_for_inference(net: nn.Module, policy: PrecisionPolicy, copy_network:
             folded = fold_batch_norm(module)
         if policy.channels_last:
             instance_norm_to_group_norm(module)
-        module.to(dtype=policy.dtype)
+        module.to(dtype=policy.weight_dtype)
         dims = _spatial_dims(module)
         if policy.channels_last and dims is not None:
             module.to(memory_format=policy.memory_format(dims + 2))

@@ -21,7 +21,9 @@ TURING = DeviceCapabilities("cuda", cuda_name="T4", cuda_bf16=False)
 def test_auto_policy_follows_capabilities(caps, name, channels_last):
     policy = resolve_policy("auto", caps.device_type, capabilities=caps)
     assert (policy.name, policy.channels_last, policy.device_type) == (name, channels_last, caps.device_type)
-    assert policy.fold_batch_norm == (name != "fp32")
+    # auto runs bf16/fp16 under autocast with float32 weights and never folds batch norm (it cost accuracy)
+    assert policy.autocast == (name != "fp32") and not policy.fold_batch_norm
+    assert policy.weight_dtype == torch.float32
     assert policy.is_reference == (name == "fp32")
     assert policy.reason
 
@@ -34,7 +36,8 @@ def test_auto_policy_on_old_gpu_is_fp16_and_reasons_differ():
 def test_forced_precisions_ignore_capabilities():
     assert resolve_policy("fp32", "cpu", capabilities=AMX).is_reference
     forced = resolve_policy("bf16", "cpu", capabilities=OLD_CPU)
-    assert forced.name == "bf16" and forced.channels_last and forced.fold_batch_norm
+    assert forced.name == "bf16" and forced.channels_last and forced.fold_batch_norm and not forced.autocast
+    assert forced.weight_dtype == torch.bfloat16
     assert resolve_policy("fp16", "cpu", capabilities=AMX, fold_batch_norm=False).fold_batch_norm is False
 
 
@@ -93,3 +96,20 @@ def test_autocast_iteration_runs_the_trainer_step_in_bf16():
     assert AutocastIteration("fp32").enabled_for(torch.device("cpu")) is False
     with pytest.raises(ValueError, match="amp=True"):
         AutocastIteration("fp16")
+
+
+def test_autocast_policy_keeps_float32_weights_and_returns_float32():
+    from torch import nn
+
+    from attnseg_monai.fastpath import prepare_for_inference
+
+    policy = resolve_policy("auto", "cpu", capabilities=AMX)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
+    fast = prepare_for_inference(net, policy)
+    assert all(p.dtype == torch.float32 for p in fast.parameters())
+    assert isinstance(fast.module[1], nn.BatchNorm2d)  # not folded
+    x = torch.rand(1, 2, 16, 16)
+    with torch.no_grad():
+        out, ref = fast(x), net(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=0.05) and not torch.equal(out, ref)  # bf16 convolutions, close to fp32
