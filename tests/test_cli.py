@@ -10,10 +10,9 @@ import torch
 from PIL import Image
 
 from attnseg_monai.cli import main
-from attnseg_monai.inference import load_bundle
 from tests.inference.helpers import (
     HANNET_OVERRIDES,
-    calibrated_state_dict,
+    save_tiny_hannet_checkpoint,
     write_3d_bundle,
     write_broken_set,
     write_png,
@@ -30,10 +29,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
-    path = tmp_path_factory.mktemp("cli") / "tiny.pt"
-    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
-    return path
+    return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.pt")
 
 
 def _infer_args(inputs, output, checkpoint, *extra):

@@ -66,7 +66,6 @@ __all__ = ["BundlePredictor", "PredictionSummary"]
 
 logger = logging.getLogger(__name__)
 
-_PRECISIONS = PRECISIONS
 _WSI_MODES = ("auto", "always", "never")
 
 
@@ -176,8 +175,8 @@ class BundlePredictor:
         world_size: int | None = None,
         datalist_key: str | None = None,
     ) -> None:
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         if wsi not in _WSI_MODES:
             raise ValueError(f"wsi must be one of {_WSI_MODES}, got {wsi!r}.")
         if wsi_backend not in WSI_BACKENDS:
@@ -252,8 +251,8 @@ class BundlePredictor:
         requested = self.precision
         if requested == "auto":  # the bundle's own "precision" key decides when it has one
             requested = str(parts.parser.get_parsed_content("precision", default="auto"))
-            if requested not in _PRECISIONS:
-                raise ValueError(f"the bundle's 'precision' must be one of {_PRECISIONS}, got {requested!r}.")
+            if requested not in PRECISIONS:
+                raise ValueError(f"the bundle's 'precision' must be one of {PRECISIONS}, got {requested!r}.")
         self.policy = resolve_policy(requested, self.device)
         parts.network = prepare_for_inference(parts.network, self.policy, copy_network=False)
         self._parts = parts

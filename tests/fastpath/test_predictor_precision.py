@@ -11,8 +11,8 @@ from torch import nn
 
 from attnseg_monai.cli import AttnsegCLI, main
 from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, resolve_policy
-from attnseg_monai.inference import BundlePredictor, load_bundle
-from tests.inference.helpers import HANNET_OVERRIDES, calibrated_state_dict, write_png
+from attnseg_monai.inference import BundlePredictor
+from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_png
 
 
 @pytest.fixture(autouse=True)
@@ -26,10 +26,7 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
-    path = tmp_path_factory.mktemp("fastpath") / "tiny.pt"
-    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
-    return path
+    return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("fastpath") / "tiny.pt")
 
 
 def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:

@@ -9,7 +9,7 @@ import torch
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
 
-from .helpers import HANNET_OVERRIDES, calibrated_state_dict, write_3d_bundle
+from .helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_3d_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +25,7 @@ def _one_thread():
 def hannet_checkpoint(tmp_path_factory) -> Path:
     """Weights of a freshly built tiny hannet (the network the overrides describe)."""
     torch.manual_seed(0)
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
-    path = tmp_path_factory.mktemp("ckpt") / "hannet_tiny.pt"
-    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
-    return path
+    return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("ckpt") / "hannet_tiny.pt")
 
 
 @pytest.fixture

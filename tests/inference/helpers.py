@@ -48,6 +48,17 @@ def calibrated_state_dict(network, in_channels: int, size: int = 64) -> dict:
     return network.state_dict()
 
 
+def save_tiny_hannet_checkpoint(path: Path) -> Path:
+    """Build the tiny hannet of :data:`HANNET_OVERRIDES` (current torch RNG) and save its calibrated weights."""
+    import torch
+
+    from attnseg_monai.inference import load_bundle
+
+    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
+    return path
+
+
 def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Random H&E-ish RGB pixels (H, W, 3)."""
     return np.random.default_rng(seed).integers(60, 230, size=(height, width, 3), dtype=np.uint8)
