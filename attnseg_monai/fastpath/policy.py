@@ -2,8 +2,9 @@
 
 ``"auto"`` picks, from :class:`~.capability.DeviceCapabilities`:
 
-- CPU with AMX-BF16 or AVX-512-BF16: convolutions and matmuls in bfloat16 under :func:`torch.autocast`, float32
-  weights and float32 activations between ops, channels-last memory; batch norm is *not* folded on this path:
+- CPU with AMX-BF16 or AVX-512-BF16: convolutions and matmuls in bfloat16 under :func:`torch.autocast` (float32
+  weights, cast per call; the ops after a convolution mostly run on its bf16 output, with their own float32
+  parameters, e.g. batch norm's), channels-last memory; batch norm is *not* folded on this path:
   folded weights and biases rounded to bfloat16 moved the labels of the trained hannet on the real nuclei image
   (Dice 0.981 to the float32 output with folding, 0.995 without, ``docs/benchmarks.md``);
 - CUDA: the same with bfloat16 on compute capability 8.0 and newer, float16 before;
@@ -40,11 +41,11 @@ class PrecisionPolicy:
         fold_batch_norm: fold eval-mode batch norm into the preceding convolution.
         device_type: the device the policy was chosen for.
         reason: why it was chosen (for logs and benchmark records).
-        autocast: keep the weights and the activations between ops in float32 and run the ops that gain from it
-            (convolutions, matmuls) in ``name``'s dtype under :func:`torch.autocast`; normalisation, attention
-            soft-max/sigmoid products and reductions stay in float32. ``"auto"`` chooses it: on the trained hannet
-            and the real nuclei image pure bfloat16 changed 1.9 % of the labels (Dice 0.981 to the float32 output)
-            and autocast 0.5 % (Dice 0.995) at ~10 % more time (``docs/benchmarks.md``).
+        autocast: keep the weights (and the parameters of normalisation layers) in float32 and run the network
+            under :func:`torch.autocast` in ``name``'s dtype: convolutions and matmuls compute in that dtype, ops on
+            their outputs follow autocast's rules. ``"auto"`` chooses it: on the trained hannet and the real nuclei
+            image pure bfloat16 with folded batch norm gave Dice 0.981 to the float32 output and autocast 0.995, in
+            the same time per window (``docs/benchmarks.md``).
 
     Raises:
         ValueError: on an unknown ``name``.

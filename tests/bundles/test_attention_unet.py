@@ -281,6 +281,10 @@ def test_embedded_data_uses_the_quick_recipe_and_real_data_the_papers(tmp_path):
     assert parser.get_parsed_content("use_embedded_data") is True
     assert parser.get_parsed_content("target_spacing") == parser["quick_spacing"]
     assert parser.get_parsed_content("max_epochs") == parser["quick_epochs"]
+    # the quick recipe: narrow network, foreground-centred patches, bf16 autocast where the CPU computes it
+    assert parser.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
+    assert parser.get_parsed_content("train#random_transforms#0#neg") == 0
+    assert parser.get_parsed_content("train#trainer#iteration_update").precision == "auto"
     # a (tiny) MSD Task07 folder elsewhere: the authors' CT setting
     task = tmp_path / "Task07_Pancreas"
     make_pancreas_sample(task, num_cases=6, num_test=0, shape=(48, 48, 16), spacing=(2.5, 2.5, 8.0))
@@ -291,6 +295,8 @@ def test_embedded_data_uses_the_quick_recipe_and_real_data_the_papers(tmp_path):
     assert parser.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
     assert parser.get_parsed_content("train_patch_size") == [160, 160, 96]
     assert parser.get_parsed_content("max_epochs") == 1000
+    assert parser.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)
+    assert parser.get_parsed_content("train#random_transforms#0#neg") == 1
     # the authors' CT setting: soft Dice only, scaling 0.7-1.3, Adam 1e-4 with a x0.1 step every 250 epochs
     assert parser.get_parsed_content("loss").loss.lambda_ce == 0.0
     assert parser.get_parsed_content("train#random_transforms#3#scale_range") == [0.3, 0.3, 0.3]
@@ -299,3 +305,27 @@ def test_embedded_data_uses_the_quick_recipe_and_real_data_the_papers(tmp_path):
     train, val = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
     assert len(train) == 5 and len(val) == 1 and all(Path(i["label"]).is_file() for i in train + val)
     assert json.loads((tmp_path / "eval" / "datalist.json").read_text())["validation"]
+
+
+def test_inference_builds_the_network_and_windows_the_training_recipe_recorded(tmp_path):
+    """train.json writes spacing, windows, HU window and widths to models/recipe.json; inference.json reads them."""
+    train = ConfigParser()
+    train.read_config(str(CONFIGS / "train.json"))
+    train.update({"ckpt_dir": str(tmp_path / "models"), "paper_features": [4, 8, 16, 32, 64]})
+    train["use_embedded_data"] = False  # the paper recipe, without making its data
+    (tmp_path / "models").mkdir()
+    train.get_parsed_content("write_recipe")()
+    recorded = json.loads((tmp_path / "models" / "recipe.json").read_text())
+    assert recorded["features"] == [4, 8, 16, 32, 64] and recorded["recipe"] == "paper"
+    infer = ConfigParser()
+    infer.read_config(str(CONFIGS / "inference.json"))
+    infer.update({"recipe_file": str(tmp_path / "models" / "recipe.json")})
+    assert infer.get_parsed_content("network_def").features == (4, 8, 16, 32, 64)
+    assert infer.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
+    assert infer.get_parsed_content("roi_size") == [160, 160, 96]
+    # without a recipe file (a model from elsewhere): the quick recipe's values
+    infer = ConfigParser()
+    infer.read_config(str(CONFIGS / "inference.json"))
+    infer.update({"recipe_file": str(tmp_path / "absent.json")})
+    assert infer.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
+    assert infer.get_parsed_content("roi_size") == [64, 64, 32]
