@@ -57,6 +57,18 @@ FIGURES = ROOT / "docs" / "figures"
 BEGIN, END = "<!-- bench_speed:begin -->", "<!-- bench_speed:end -->"
 SECTIONS = ("2d", "3d", "accuracy", "training")
 BUNDLES = ("hannet", "mcsa_unet", "focal_attn_unet", "attention_unet", "danie")
+ALL_3D = (
+    "hannet",
+    "mcsaunet",
+    "focalattentionunet",
+    "gridattentionunet",
+    "danie3d",
+    "danie",
+    "monai.basicunet",
+    "monai.basicunetplusplus",
+    "monai.attentionunet",
+    "monai.swinunetr",
+)
 
 
 # ---------------------------------------------------------------------------------------------------- measurement
@@ -149,37 +161,80 @@ def networks_2d(in_channels: int, out_channels: int) -> dict[str, Callable[[], n
     }
 
 
-def networks_3d(quick: bool) -> dict[str, tuple[Callable[[], nn.Module], str, list[int] | None, int]]:
-    """Name -> (factory, inferer kind, window, classes) of the 3D cases (bundle-like settings)."""
-    from monai.networks.nets import BasicUNet
+#: 3D widths: the attention_unet bundle's quick recipe width (8..128) for the networks whose 2D defaults are
+#: heavy (their 3D convolutions cost 3x per voxel what 2D ones cost per pixel), the paper width for the gated U-Net
+#: (its bundle's paper recipe), and the references at comparable widths
+_FEATURES_3D = (8, 16, 32, 64, 128)
+
+
+def networks_3d(
+    quick: bool, window3d: list[int] | None = None
+) -> dict[str, tuple[Callable[[], nn.Module], str, list[int] | None, int]]:
+    """Name -> (factory, inferer kind, window, classes) of the 3D cases: every network of the collection as a 3D
+    network through the memory-bounded slab inferer, DANIE also slice by slice (its Synapse bundle's default), and
+    MONAI's references."""
+    from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, SwinUNETR
 
     from attnseg_monai.networks import get_network
 
-    small = quick
+    window = list(window3d) if window3d else [32, 32, 32] if quick else [96, 96, 64]
+    narrow = (4, 8, 16, 32, 64) if quick else _FEATURES_3D
+
+    def ours(name: str, classes: int = 3, **kwargs: Any) -> Callable[[], nn.Module]:
+        return lambda: get_network(name, spatial_dims=3, in_channels=1, out_channels=classes, **kwargs)
+
+    def sized(factory: Callable[[], nn.Module], divisor: int) -> Callable[[], nn.Module]:
+        def build() -> nn.Module:
+            net = factory()
+            net.size_divisible_by = divisor
+            return net
+
+        return build
+
     return {
+        "hannet": (ours("hannet", features=narrow), "slab", window, 3),
+        "mcsaunet": (ours("mcsaunet", features=narrow), "slab", window, 3),
+        "focalattentionunet": (ours("focalattentionunet", features=narrow), "slab", window, 3),
         "gridattentionunet": (
-            lambda: get_network(
-                "gridattentionunet",
-                spatial_dims=3,
-                in_channels=1,
-                out_channels=3,
-                features=(4, 8, 16, 32, 64) if small else (16, 32, 64, 128, 256),
+            ours("gridattentionunet", features=(4, 8, 16, 32, 64) if quick else (16, 32, 64, 128, 256)),
+            "slab",
+            window,
+            3,
+        ),
+        "danie3d": (ours("danie_small", 9, img_size=tuple(window)), "slab", window, 9),
+        "danie": (lambda: get_network("danie", spatial_dims=2, in_channels=1, out_channels=9), "slicewise", None, 9),
+        "monai.basicunet": (
+            sized(
+                lambda: BasicUNet(3, 1, 3, features=(4, 4, 8, 16, 32, 4) if quick else (16, 16, 32, 64, 128, 16)), 16
             ),
             "slab",
-            [32, 32, 32] if small else [96, 96, 64],
+            window,
             3,
         ),
-        "monai.basicunet": (
-            lambda: BasicUNet(3, 1, 3, features=(4, 4, 8, 16, 32, 4) if small else (16, 16, 32, 64, 128, 16)),
+        "monai.basicunetplusplus": (
+            sized(
+                lambda: BasicUNetPlusPlus(
+                    3, 1, 3, features=(4, 4, 8, 16, 32, 4) if quick else (16, 16, 32, 64, 128, 16)
+                ),
+                16,
+            ),
             "slab",
-            [32, 32, 32] if small else [96, 96, 64],
+            window,
             3,
         ),
-        "danie": (
-            lambda: get_network("danie", spatial_dims=2, in_channels=1, out_channels=9),
-            "slicewise",
-            None,
-            9,
+        "monai.attentionunet": (
+            sized(lambda: AttentionUnet(3, 1, 3, narrow, (2, 2, 2, 2)), 16),
+            "slab",
+            window,
+            3,
+        ),
+        "monai.swinunetr": (  # five 2x downsamplings: at least 64 per side keeps instance norm above 1 voxel
+            sized(
+                lambda: SwinUNETR(in_channels=1, out_channels=3, spatial_dims=3, feature_size=12 if quick else 24), 32
+            ),
+            "slab",
+            [max(w, 64) for w in window],
+            3,
         ),
     }
 
@@ -289,52 +344,70 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
     return rows
 
 
-def bench_3d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[str], None]) -> list[dict]:
+def _bench_3d_case(
+    name: str,
+    factory: Callable[[], nn.Module],
+    kind: str,
+    roi: list[int] | None,
+    classes: int,
+    volume: torch.Tensor,
+    precision: str,
+    peak: dict[str, float],
+) -> dict[str, Any]:
+    """One 3D case: the volume through the fast path (slab or slice-wise), labels out."""
     from attnseg_monai.fastpath import with_fast_path
     from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer
 
-    shape = tuple(args.volume)
+    shape = tuple(volume.shape[2:])
     voxels = math.prod(shape)
+    net = _randomise(factory())
+    if kind == "slab":
+        flops_pp = _flops_per_element(net, tuple(roi), 1)
+        base = SlabSlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian", output="labels")
+        warm = torch.rand(1, 1, *roi)
+    else:
+        flops_pp = _flops_per_element(net, shape[:2], 1)
+        base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
+        warm = torch.rand(1, 1, shape[0], shape[1], 2)
+    inferer = with_fast_path(base, precision=precision)
+    with torch.inference_mode():
+        inferer(warm, net)
+        m = measure(lambda inferer=inferer, net=net: inferer(volume, net))
+    labels = m.pop("result")
+    row = {
+        "network": name,
+        "inferer": kind,
+        "window": roi,
+        "classes": classes,
+        "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
+        "policy": inferer.policy_for("cpu").name,
+        "kflop_per_voxel": flops_pp / 1e3,
+        **m,
+        "mvox_per_s": voxels / 1e6 / m["seconds"],
+        "gflops": flops_pp * voxels / 1e9 / m["seconds"],
+        "labels_dtype": str(labels.dtype),
+    }
+    row["peak_fraction"] = row["gflops"] / peak["bf16" if row["policy"] != "fp32" else "fp32"]
+    return row
+
+
+def bench_3d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[str], None]) -> list[dict]:
+    shape = tuple(args.volume)
     gen = torch.Generator().manual_seed(0)
     volume = torch.rand((1, 1, *shape), generator=gen)
     rows = []
-    cases = networks_3d(args.quick)
+    cases = networks_3d(args.quick, args.window3d)
     for name in args.networks3d:
         if name not in cases:
             continue
         factory, kind, roi, classes = cases[name]
-        if kind == "slab" and args.window3d:
-            roi = list(args.window3d)
-        net = _randomise(factory())
-        if kind == "slab":
-            flops_pp = _flops_per_element(net, tuple(roi), 1)
-            base = SlabSlidingWindowInferer(
-                roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian", output="labels"
-            )
-            warm = torch.rand(1, 1, *roi)
-        else:
-            flops_pp = _flops_per_element(net, shape[:2], 1)
-            base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
-            warm = torch.rand(1, 1, shape[0], shape[1], 2)
-        inferer = with_fast_path(base, precision=args.precision)
-        with torch.inference_mode():
-            inferer(warm, net)
-            m = measure(lambda inferer=inferer, net=net: inferer(volume, net))
-        labels = m.pop("result")
-        row = {
-            "network": name,
-            "inferer": kind,
-            "window": roi,
-            "classes": classes,
-            "policy": inferer.policy_for("cpu").name,
-            "kflop_per_voxel": flops_pp / 1e3,
-            **m,
-            "mvox_per_s": voxels / 1e6 / m["seconds"],
-            "gflops": flops_pp * voxels / 1e9 / m["seconds"],
-            "labels_dtype": str(labels.dtype),
-        }
-        row["peak_fraction"] = row["gflops"] / peak["bf16" if row["policy"] != "fp32" else "fp32"]
-        log(f"  3d {name:24s} {m['seconds']:8.2f} s  peak {m['peak_rss_gb'] or 0:.2f} GB")
+        try:
+            row = _bench_3d_case(name, factory, kind, roi, classes, volume, args.precision, peak)
+        except Exception as exc:  # noqa: BLE001 - one network failing must not end a long run
+            log(f"  3d {name}: {exc.__class__.__name__}: {str(exc)[:200]}")
+            rows.append({"network": name, "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"})
+            continue
+        log(f"  3d {name:24s} {row['seconds']:8.2f} s  peak {row['peak_rss_gb'] or 0:.2f} GB")
         rows.append(row)
     return rows
 
@@ -540,6 +613,11 @@ def markdown(results: dict[str, Any]) -> str:
             if "peak_best_bf16" in m
             else "). "
         )
+        + (
+            f"Measured again at the end of the run: {m['peak_fp32_end']:.0f} / {m['peak_bf16_end']:.0f}. "
+            if "peak_bf16_end" in m
+            else ""
+        )
         + f"Fast-path policy here: `{m['policy']}` ({m['policy_reason']}).",
         "",
     ]
@@ -593,6 +671,9 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in results["3d"]:
+            if "error" in r:
+                lines.append(f"| `{r['network']}` | failed: {r['error'][:100]} |" + " |" * 10)
+                continue
             window = "x".join(str(s) for s in r["window"]) if r["window"] else "whole slices"
             added = r["peak_rss_gb"] - r["rss_before_gb"] if r.get("peak_rss_gb") and "rss_before_gb" in r else None
             lines.append(
@@ -757,7 +838,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes and a subset: checks the code in seconds")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
     p.add_argument("--networks", nargs="*", default=None, help=f"2D networks (default all: {' '.join(all2d)})")
-    p.add_argument("--networks3d", nargs="*", default=None, help="3D cases: gridattentionunet monai.basicunet danie")
+    p.add_argument("--networks3d", nargs="*", default=None, help=f"3D cases (default all: {' '.join(ALL_3D)})")
     p.add_argument("--bundles", nargs="*", default=None, help=f"training recipes (default: {' '.join(BUNDLES)})")
     p.add_argument("--no-baseline", action="store_true", help="2D: leave out MONAI's float32 runs (the slow part)")
     p.add_argument("--ablation-networks", nargs="*", default=None, help="2D: also bf16 on MONAI's 256 grid")
@@ -782,8 +863,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.networks = args.networks or (["hannet", "monai.basicunet"] if quick else all2d)
-    all3d = ["gridattentionunet", "monai.basicunet", "danie"]
-    args.networks3d = args.networks3d or (["gridattentionunet", "danie"] if quick else all3d)
+    args.networks3d = args.networks3d or (["gridattentionunet", "danie"] if quick else list(ALL_3D))
     args.bundles = args.bundles or (["hannet", "mcsa_unet"] if quick else list(BUNDLES))
     if args.ablation_networks is None:
         args.ablation_networks = ["hannet"] if quick else ["hannet", "monai.basicunetplusplus"]
@@ -856,6 +936,10 @@ def main(argv: list[str] | None = None) -> int:
         if "training" not in args.skip:
             results["training"] = bench_training(args, log)
         results["machine"]["load_after"] = list(os.getloadavg())
+        # the peak again: on a VM it can move during a run (docs/benchmarks.md, "Readings and limits")
+        end = {"fp32": matmul_peak(torch.float32, n, repeats), "bf16": matmul_peak(torch.bfloat16, n, repeats)}
+        results["machine"]["peak_fp32_end"], results["machine"]["peak_bf16_end"] = end["fp32"][0], end["bf16"][0]
+        log(f"matmul peak at the end (median): {end['fp32'][0]:.0f} GFLOP/s fp32, {end['bf16'][0]:.0f} GFLOP/s bf16")
         name = "bench_speed_quick" if args.quick else "bench_speed"
         (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str))
         (out / f"{name}.md").write_text(markdown(results))

@@ -60,7 +60,7 @@ def test_list_and_info(capsys):
     assert info["network"] == "attnseg_monai.networks.nets.HanNet" and info["network_args"]["out_channels"] == 3
     assert info["classes"] == {"0": "background", "1": "nucleus", "2": "boundary"}
     assert info["parameters"] > 0 and info["gflops"] > 0 and info["flops_input_size"] == [64, 64]
-    assert info["version"] == "0.1.0" and [o["postfix"] for o in info["outputs"]] == ["instances", "classes"]
+    assert info["version"] == "0.1.1" and [o["postfix"] for o in info["outputs"]] == ["instances", "classes"]
     assert main(["info", "hannet", "--overrides", json.dumps(HANNET_OVERRIDES)]) == 0
     assert "kFLOP/pixel" in capsys.readouterr().out
 
