@@ -780,6 +780,32 @@ def plots(results: dict[str, Any], folder: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    r3 = [r for r in results.get("3d", []) if "seconds" in r]
+    if r3:
+        shape = "x".join(str(v) for v in results["args"]["volume"])
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(r3) + 1.8), sharey=True)
+        y = np.arange(len(r3))
+        names = [
+            r["network"].replace("monai.", "MONAI ") + (" (slices)" if r["inferer"] == "slicewise" else "") for r in r3
+        ]
+        ax1.barh(y, [r["seconds"] for r in r3], color="#1f77b4")
+        ax1.set_yticks(y, names)
+        ax1.invert_yaxis()
+        ax1.set_xlabel(f"seconds per {shape} volume (fast path, labels out)")
+        held = [r.get("rss_before_gb", 0.0) for r in r3]
+        added = [(r["peak_rss_gb"] or 0.0) - h for r, h in zip(r3, held)]
+        ax2.barh(y, held, color="#bbbbbb", label="held before (imports, volume, earlier sections)")
+        ax2.barh(y, added, left=held, color="#2ca02c", label="added by the inference")
+        ax2.axvline(2.0, color="k", ls="--", lw=1)
+        ax2.set_xlabel("peak resident memory, GB (dashed: 2 GB)")
+        ax2.set_xlim(0, 1.5 * max(h + a for h, a in zip(held, added)))
+        ax2.legend(loc="upper right", fontsize=8)
+        fig.suptitle(f"3D inference, {results['machine']['threads']} threads, {results['machine']['cpu']}")
+        fig.tight_layout()
+        path = folder / "bench_speed_3d.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
     tr = [r for r in results.get("training", []) if "speedup" in r]
     if tr:
         fig, ax = plt.subplots(figsize=(7, 0.5 * len(tr) + 1.5))
