@@ -5,6 +5,8 @@ Run after the bundle's default training, `evaluating` and inference with `save_a
 docs/README.md), from the repository root:
 
     python scripts/figure_attention_unet.py [--bundle_root bundles/attention_unet] [--out <png>]
+
+Needs matplotlib (`pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
