@@ -20,7 +20,7 @@ What one run measures (see ``docs/benchmarks.md`` for the method and the recorde
 Peak resident memory is the kernel's high-water mark (``VmHWM``), reset before each run through
 ``/proc/self/clear_refs``; it includes what the process already holds (reported too, as ``rss_before``).
 
-Usage (from the repository root; an idle machine; about 20 minutes on 2 cores)::
+Usage (from the repository root; an idle machine; about 30 minutes on 2 cores)::
 
     python benchmarks/bench_speed.py --write-docs          # full run, JSON + table + plots, docs section refreshed
     python benchmarks/bench_speed.py --quick               # seconds: tiny sizes and two networks, checks the code
