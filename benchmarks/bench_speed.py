@@ -456,10 +456,10 @@ def bench_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict
     same_grid_fp32 = parser.get_parsed_content("inferer", instantiate=True, lazy=False)
     classes = int(parser.get_parsed_content("num_classes"))
     monai_default = SlidingWindowInferer(roi_size=256, sw_batch_size=1, overlap=0.25)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_speed_nuclei_"))
-    items = make_nuclei_sample(tmp, num_tiles=args.accuracy_tiles, tile_size=256)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_speed_nuclei_")
+    items = make_nuclei_sample(tmp.name, num_tiles=args.accuracy_tiles, tile_size=256)
     rows = []
-    with torch.inference_mode():
+    with tmp, torch.inference_mode():
         for item in items:
             rgb = np.asarray(Image.open(item["image"]).convert("RGB"), dtype=np.float32) / 255.0
             x = torch.from_numpy(rgb).permute(2, 1, 0)[None].contiguous()  # (1, C, W, H) as the bundle loads it

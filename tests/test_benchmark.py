@@ -1,0 +1,115 @@
+"""benchmarks/bench_speed.py end to end on tiny sizes: every section measures, reports and re-renders from its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "benchmarks" / "bench_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
+    bench = _bench_module()
+    torch.manual_seed(0)
+    ckpt = save_tiny_hannet_checkpoint(tmp_path / "hannet_tiny.pt")
+    out = tmp_path / "results"
+    argv = [
+        "--quick",
+        "--networks", "danie",
+        "--ablation-networks",
+        "--networks3d", "focalattentionunet", "danie",
+        "--bundles", "focal_attn_unet",
+        "--checkpoint", str(ckpt),
+        "--accuracy-overrides", json.dumps({"network_def#features": HANNET_OVERRIDES["network_def#features"]}),
+        "--out", str(out),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    results = json.loads((out / "bench_speed_quick.json").read_text())
+    machine = results["machine"]
+    # the peak: medians at the start and the end, the best single product beside them
+    assert machine["peak_statistic"] == "median" and machine["peak_best_bf16"] >= machine["peak_bf16"] > 0
+    assert machine["peak_bf16_end"] > 0 and machine["peak_fp32_end"] > 0
+    # 2D: the fast path against MONAI's float32 sliding window, same network, same slide
+    (row2d,) = [r for r in results["2d"] if r["network"] == "danie"]
+    assert row2d["monai-fp32"]["seconds"] > 0 and row2d["fast"]["seconds"] > 0
+    assert row2d["speedup"] == pytest.approx(row2d["monai-fp32"]["seconds"] / row2d["fast"]["seconds"])
+    assert 0.0 <= row2d["fast"]["agreement_with_fp32"] <= 1.0
+    # 3D: a slab case and the slice-wise case, labels out, memory before and peak
+    rows3d = {r["network"]: r for r in results["3d"]}
+    assert set(rows3d) == {"focalattentionunet", "danie"}
+    assert rows3d["focalattentionunet"]["inferer"] == "slab" and rows3d["danie"]["inferer"] == "slicewise"
+    for r in rows3d.values():
+        assert r["labels_dtype"] == "torch.uint8" and r["kflop_per_voxel"] > 0 and r["seconds"] > 0
+        assert r["peak_rss_gb"] is None or r["peak_rss_gb"] >= r["rss_before_gb"] > 0
+    # accuracy on the real BBBC038 image and a generated tile, also scored against the hand annotation
+    acc = results["accuracy"]
+    assert [i["image"] for i in acc["images"]] == ["bbbc038_img2d.png", "he_tile_000.png"]
+    for image in acc["images"]:
+        for key in ("dice", "dice_same_grid", "truth_dice_fp32", "truth_dice_fast"):
+            assert 0.0 <= image[key] <= 1.0
+    assert acc["real_truth_dice_fp32"] == acc["images"][0]["truth_dice_fp32"]
+    # training: one step of the bundle's recipe in fp32 and under bf16 autocast from the same weights
+    (train,) = results["training"]
+    assert train["bundle"] == "focal_attn_unet" and train["fp32"]["step_seconds"] > 0
+    assert train["first_loss_rel_diff"] < 0.05  # same weights and batch: bf16 rounding only
+    text = (out / "bench_speed_quick.md").read_text()
+    assert "median of 3" in text and "Dice fast vs fp32, same grid" in text and "added GB" in text
+    # the saved run renders again without measuring (what --write-docs does with --from-json)
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    assert bench.main(["--from-json", str(out / "bench_speed_quick.json"), "--out", str(rendered)]) == 0
+
+
+def test_a_failing_3d_case_is_recorded_and_the_run_goes_on(tmp_path, one_thread, monkeypatch):
+    bench = _bench_module()
+    cases = bench.networks_3d(True)
+
+    def broken():
+        raise RuntimeError("network could not be built")
+
+    monkeypatch.setattr(
+        bench, "networks_3d", lambda quick, window3d=None: {**cases, "hannet": (broken, "slab", [32, 32, 32], 3)}
+    )
+    args = bench.parse_args(["--quick", "--networks3d", "hannet", "mcsaunet", "--out", str(tmp_path)])
+    rows = bench.bench_3d(args, {"fp32": 100.0, "bf16": 200.0}, lambda text: None)
+    assert rows[0] == {"network": "hannet", "error": "RuntimeError: network could not be built"}
+    assert rows[1]["network"] == "mcsaunet" and rows[1]["seconds"] > 0
+    assert "failed: RuntimeError" in bench.markdown(
+        {
+            "machine": {
+                **dict.fromkeys(("cpu", "torch", "monai", "policy", "policy_reason"), "x"),
+                "threads": 1,
+                "load_before": [0.0],
+                "load_after": [0.0],
+                "peak_fp32": 1.0,
+                "peak_bf16": 1.0,
+                "peak_n": 1,
+                "peak_repeats": 1,
+            },
+            "date": "d",
+            "command": "c",
+            "args": {"volume": [64, 64, 32]},
+            "3d": rows,
+        }
+    )
