@@ -18,19 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
-
-
-def _ras(path: Path) -> np.ndarray:
-    """The volume in RAS orientation (the phantoms are stored LPS/oblique), as float32."""
-    img = nib.load(str(path))
-    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
-
-
-def _axial(volume: np.ndarray, z: int) -> np.ndarray:
-    """Axial slice of a RAS volume as radiologists view it: anterior at the top, the patient's right on the left."""
-    return np.rot90(volume[:, :, z])[:, ::-1]
+from ct_figure import axial, load_ras, save_figure  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,35 +31,33 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     root = Path(args.bundle_root)
     data = root / "data" / "generated" / "pancreas"
-    ct = _ras(data / "imagesTr" / f"{args.val_case}.nii.gz")
-    label = _ras(data / "labelsTr" / f"{args.val_case}.nii.gz")
-    pred = _ras(root / "eval" / "evaluation" / f"{args.val_case}_seg.nii.gz")
+    ct = load_ras(data / "imagesTr" / f"{args.val_case}.nii.gz", np.float32)
+    label = load_ras(data / "labelsTr" / f"{args.val_case}.nii.gz", np.float32)
+    pred = load_ras(root / "eval" / "evaluation" / f"{args.val_case}_seg.nii.gz", np.float32)
     z = int(np.argmax((label == 1).sum(axis=(0, 1))))  # the slice with the most pancreas
-    test_ct = _ras(data / "imagesTs" / f"{args.test_case}.nii.gz")
-    test_pred = _ras(root / "eval" / "predictions" / f"{args.test_case}_seg.nii.gz")
-    gate = _ras(root / "eval" / "predictions" / f"{args.test_case}_attention_level1.nii.gz")
+    test_ct = load_ras(data / "imagesTs" / f"{args.test_case}.nii.gz", np.float32)
+    test_pred = load_ras(root / "eval" / "predictions" / f"{args.test_case}_seg.nii.gz", np.float32)
+    gate = load_ras(root / "eval" / "predictions" / f"{args.test_case}_attention_level1.nii.gz", np.float32)
     tz = int(np.argmax((test_pred == 1).sum(axis=(0, 1))))
 
     window = {"cmap": "gray", "vmin": -100, "vmax": 240}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.8))
-    axes[0].imshow(_axial(ct, z), **window)
-    axes[0].contour(_axial(label == 1, z), levels=[0.5], colors="lime", linewidths=1.2)
-    axes[0].contour(_axial(pred == 1, z), levels=[0.5], colors="red", linewidths=1.0)
+    axes[0].imshow(axial(ct, z), **window)
+    axes[0].contour(axial(label == 1, z), levels=[0.5], colors="lime", linewidths=1.2)
+    axes[0].contour(axial(pred == 1, z), levels=[0.5], colors="red", linewidths=1.0)
     axes[0].set_title(f"{args.val_case} (validation), slice {z}: label (green), prediction (red)", fontsize=9)
-    axes[1].imshow(_axial(test_ct, tz), **window)
-    axes[1].contour(_axial(test_pred == 1, tz), levels=[0.5], colors="red", linewidths=1.0)
+    axes[1].imshow(axial(test_ct, tz), **window)
+    axes[1].contour(axial(test_pred == 1, tz), levels=[0.5], colors="red", linewidths=1.0)
     axes[1].set_title(f"{args.test_case} (test), slice {tz}: prediction", fontsize=9)
-    axes[2].imshow(_axial(test_ct, tz), **window)
-    shown = axes[2].imshow(_axial(gate, tz), cmap="inferno", alpha=0.55, vmin=0.0, vmax=float(gate.max()))
+    axes[2].imshow(axial(test_ct, tz), **window)
+    shown = axes[2].imshow(axial(gate, tz), cmap="inferno", alpha=0.55, vmin=0.0, vmax=float(gate.max()))
     axes[2].set_title("attention gate, level 1 (finest), same slice", fontsize=9)
     fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle("attention_unet, quick recipe on the embedded phantoms (HU window -100..240)", fontsize=10)
     fig.tight_layout()
-    out = Path(args.out) if args.out else root / "docs" / "quick_recipe_result.png"
-    fig.savefig(out, dpi=100)
-    print(f"written: {out}")
+    save_figure(fig, args.out, root)
     return 0
 
 

@@ -16,23 +16,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+from ct_figure import axial, load_ras, save_figure  # noqa: E402
 
 from attnseg_monai.bundle.synapse import SYNAPSE_ORGANS  # noqa: E402
 from attnseg_monai.data import btcv_to_synapse8  # noqa: E402
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf")
-
-
-def _ras(path: Path) -> np.ndarray:
-    img = nib.load(str(path))
-    return np.asarray(nib.as_closest_canonical(img).dataobj)
-
-
-def _axial(volume: np.ndarray, z: int) -> np.ndarray:
-    """Axial slice of a RAS volume as radiologists view it: anterior at the top, the patient's right on the left."""
-    return np.rot90(volume[:, :, z])[:, ::-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     root = Path(args.bundle_root)
     data = root / "data" / "generated" / "synapse"
-    ct = _ras(data / "img" / f"{args.case}.nii.gz").astype(np.float32)
-    label = btcv_to_synapse8(_ras(data / "label" / f"{args.case.replace('img', 'label')}.nii.gz").astype(np.int64))
-    pred = _ras(root / "eval" / "evaluation" / f"{args.case}_seg.nii.gz").astype(np.int64)
+    ct = load_ras(data / "img" / f"{args.case}.nii.gz", np.float32)
+    label = btcv_to_synapse8(load_ras(data / "label" / f"{args.case.replace('img', 'label')}.nii.gz", np.int64))
+    pred = load_ras(root / "eval" / "evaluation" / f"{args.case}_seg.nii.gz", np.int64)
     # three slices: where the most organs are present in the label, and a quarter of the volume above and below
     counts = [len(np.unique(label[:, :, z])) for z in range(label.shape[2])]
     mid = int(np.argmax(counts))
@@ -55,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     for col, z in enumerate(slices):
         for row, (volume, name) in enumerate(((label, "label"), (pred, "prediction"))):
             ax = axes[row, col]
-            ax.imshow(_axial(ct, z), cmap="gray", vmin=-125, vmax=275)
+            ax.imshow(axial(ct, z), cmap="gray", vmin=-125, vmax=275)
             for k, colour in enumerate(COLOURS, start=1):
-                mask = _axial(volume == k, z)
+                mask = axial(volume == k, z)
                 if mask.any():
                     ax.contour(mask, levels=[0.5], colors=colour, linewidths=1.0)
             ax.set_title(f"{args.case} slice {z}: {name}", fontsize=9)
@@ -66,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.legend(handles, SYNAPSE_ORGANS, loc="lower center", ncol=8, fontsize=8, frameon=False)
     fig.suptitle("danie, quick recipe on the embedded phantoms (validation case; HU window -125..275)", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    out = Path(args.out) if args.out else root / "docs" / "quick_recipe_result.png"
-    fig.savefig(out, dpi=100)
-    print(f"written: {out}")
+    save_figure(fig, args.out, root)
     return 0
 
 
