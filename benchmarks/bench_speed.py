@@ -126,7 +126,24 @@ def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> tuple[float, float]
     return flop / float(np.median(times)), flop / min(times)
 
 
+def _peaks(n: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """:func:`matmul_peak` in float32 and bfloat16."""
+    return {"fp32": matmul_peak(torch.float32, n, repeats), "bf16": matmul_peak(torch.bfloat16, n, repeats)}
+
+
 # ---------------------------------------------------------------------------------------------------- networks
+def _divisible_by(factory: Callable[[], nn.Module], divisor: int) -> Callable[[], nn.Module]:
+    """``factory`` whose network also states ``size_divisible_by`` (MONAI's networks do not; the fitted window grid
+    of the fast path reads it)."""
+
+    def build() -> nn.Module:
+        net = factory()
+        net.size_divisible_by = divisor
+        return net
+
+    return build
+
+
 def networks_2d(in_channels: int, out_channels: int) -> dict[str, Callable[[], nn.Module]]:
     """Name -> factory of every 2D network compared (the collection at default settings, MONAI's references)."""
     from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, SwinUNETR
@@ -136,26 +153,18 @@ def networks_2d(in_channels: int, out_channels: int) -> dict[str, Callable[[], n
     def ours(name: str) -> Callable[[], nn.Module]:
         return lambda: get_network(name, spatial_dims=2, in_channels=in_channels, out_channels=out_channels)
 
-    def monai(factory: Callable[[], nn.Module], divisor: int) -> Callable[[], nn.Module]:
-        def build() -> nn.Module:
-            net = factory()
-            net.size_divisible_by = divisor
-            return net
-
-        return build
-
     return {
         "hannet": ours("hannet"),
         "mcsaunet": ours("mcsaunet"),
         "focalattentionunet": ours("focalattentionunet"),
         "gridattentionunet": ours("gridattentionunet"),
         "danie": ours("danie"),
-        "monai.basicunet": monai(lambda: BasicUNet(2, in_channels, out_channels), 16),
-        "monai.basicunetplusplus": monai(lambda: BasicUNetPlusPlus(2, in_channels, out_channels), 16),
-        "monai.attentionunet": monai(
+        "monai.basicunet": _divisible_by(lambda: BasicUNet(2, in_channels, out_channels), 16),
+        "monai.basicunetplusplus": _divisible_by(lambda: BasicUNetPlusPlus(2, in_channels, out_channels), 16),
+        "monai.attentionunet": _divisible_by(
             lambda: AttentionUnet(2, in_channels, out_channels, (32, 64, 128, 256, 512), (2, 2, 2, 2)), 16
         ),
-        "monai.swinunetr": monai(
+        "monai.swinunetr": _divisible_by(
             lambda: SwinUNETR(in_channels=in_channels, out_channels=out_channels, spatial_dims=2, feature_size=24), 32
         ),
     }
@@ -183,14 +192,6 @@ def networks_3d(
     def ours(name: str, classes: int = 3, **kwargs: Any) -> Callable[[], nn.Module]:
         return lambda: get_network(name, spatial_dims=3, in_channels=1, out_channels=classes, **kwargs)
 
-    def sized(factory: Callable[[], nn.Module], divisor: int) -> Callable[[], nn.Module]:
-        def build() -> nn.Module:
-            net = factory()
-            net.size_divisible_by = divisor
-            return net
-
-        return build
-
     return {
         "hannet": (ours("hannet", features=narrow), "slab", window, 3),
         "mcsaunet": (ours("mcsaunet", features=narrow), "slab", window, 3),
@@ -204,7 +205,7 @@ def networks_3d(
         "danie3d": (ours("danie_small", 9, img_size=tuple(window)), "slab", window, 9),
         "danie": (lambda: get_network("danie", spatial_dims=2, in_channels=1, out_channels=9), "slicewise", None, 9),
         "monai.basicunet": (
-            sized(
+            _divisible_by(
                 lambda: BasicUNet(3, 1, 3, features=(4, 4, 8, 16, 32, 4) if quick else (16, 16, 32, 64, 128, 16)), 16
             ),
             "slab",
@@ -212,7 +213,7 @@ def networks_3d(
             3,
         ),
         "monai.basicunetplusplus": (
-            sized(
+            _divisible_by(
                 lambda: BasicUNetPlusPlus(
                     3, 1, 3, features=(4, 4, 8, 16, 32, 4) if quick else (16, 16, 32, 64, 128, 16)
                 ),
@@ -223,13 +224,13 @@ def networks_3d(
             3,
         ),
         "monai.attentionunet": (
-            sized(lambda: AttentionUnet(3, 1, 3, narrow, (2, 2, 2, 2)), 16),
+            _divisible_by(lambda: AttentionUnet(3, 1, 3, narrow, (2, 2, 2, 2)), 16),
             "slab",
             window,
             3,
         ),
         "monai.swinunetr": (  # five 2x downsamplings: at least 64 per side keeps instance norm above 1 voxel
-            sized(
+            _divisible_by(
                 lambda: SwinUNETR(in_channels=1, out_channels=3, spatial_dims=3, feature_size=12 if quick else 24), 32
             ),
             "slab",
@@ -412,21 +413,16 @@ def bench_3d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
     return rows
 
 
-def _dice_argmax(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
-    """Mean Dice over the classes present in either label map (1.0 when both are empty for a class)."""
-    scores = []
-    for k in range(classes):
-        x, y = a == k, b == k
-        total = int(x.sum()) + int(y.sum())
-        if total:
-            scores.append(2.0 * int((x & y).sum()) / total)
-    return float(np.mean(scores)) if scores else 1.0
-
-
 def _foreground_dice(pred: torch.Tensor, truth: torch.Tensor) -> float:
     """Dice of two boolean masks (1.0 when both are empty)."""
     total = int(pred.sum()) + int(truth.sum())
     return 2.0 * int((pred & truth).sum()) / total if total else 1.0
+
+
+def _dice_argmax(a: torch.Tensor, b: torch.Tensor, classes: int) -> float:
+    """Mean Dice over the classes present in either label map (1.0 when no class is present)."""
+    scores = [_foreground_dice(a == k, b == k) for k in range(classes) if bool((a == k).any() or (b == k).any())]
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def bench_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
@@ -924,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = resolve_policy(args.precision, "cpu", capabilities=caps)
         n, repeats = (512, 3) if args.quick else (2048, 12)
         log(f"machine: {_cpu_name()}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
-        measured = {"fp32": matmul_peak(torch.float32, n, repeats), "bf16": matmul_peak(torch.bfloat16, n, repeats)}
+        measured = _peaks(n, repeats)
         peak = {k: v[0] for k, v in measured.items()}
         log(
             f"matmul peak (median; best): {peak['fp32']:.0f}; {measured['fp32'][1]:.0f} GFLOP/s fp32, "
@@ -963,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
             results["training"] = bench_training(args, log)
         results["machine"]["load_after"] = list(os.getloadavg())
         # the peak again: on a VM it can move during a run (docs/benchmarks.md, "Readings and limits")
-        end = {"fp32": matmul_peak(torch.float32, n, repeats), "bf16": matmul_peak(torch.bfloat16, n, repeats)}
+        end = _peaks(n, repeats)
         results["machine"]["peak_fp32_end"], results["machine"]["peak_bf16_end"] = end["fp32"][0], end["bf16"][0]
         log(f"matmul peak at the end (median): {end['fp32'][0]:.0f} GFLOP/s fp32, {end['bf16'][0]:.0f} GFLOP/s bf16")
         name = "bench_speed_quick" if args.quick else "bench_speed"
