@@ -21,14 +21,6 @@ def _bench_module():
     return module
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
     bench = _bench_module()
     torch.manual_seed(0)

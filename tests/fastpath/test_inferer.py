@@ -18,13 +18,7 @@ from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, fit_wi
 from attnseg_monai.inferers import SlabSlidingWindowInferer
 from attnseg_monai.networks import get_network
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(dims: int, seed: int = 0, in_channels: int = 3, classes: int = 3):

@@ -14,13 +14,7 @@ from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, resolv
 from attnseg_monai.inference import BundlePredictor
 from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_png
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

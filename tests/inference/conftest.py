@@ -13,12 +13,9 @@ from .helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_3d_bun
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny networks gain nothing from two, and other jobs on the machine make threads wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every test of this folder on one intra-op thread (``tests/conftest.py``)."""
     yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer, label_dtype
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest on one thread (and do not stall when the CPU is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net(spatial_dims: int, out_channels: int, seed: int = 0) -> torch.nn.Module:
