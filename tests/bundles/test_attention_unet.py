@@ -14,7 +14,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 import torch
 from ignite.engine import Engine
@@ -23,13 +22,12 @@ from monai.data import MetaTensor
 from monai.metrics import compute_hausdorff_distance
 from monai.networks.utils import one_hot
 from monai.transforms import Compose, ScaleIntensity
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from attnseg_monai.bundle import BUNDLES_DIR
 from attnseg_monai.bundle.attention_maps import AttentionMapsd, sliding_window_attention_maps
 from attnseg_monai.data import make_pancreas_sample
 from attnseg_monai.networks.nets import GridAttentionUNet
+from tests.inference.helpers import write_dicom_series
 
 ROOT = BUNDLES_DIR / "attention_unet"
 CONFIGS = ROOT / "configs"
@@ -72,30 +70,7 @@ def _write_dicom_series(folder: Path, volume: np.ndarray, spacing: tuple, origin
 
     ``volume`` is indexed (column, row, slice); slice k lies at ``origin + k * spacing[2]`` along superior.
     """
-    folder.mkdir(parents=True)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(volume.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientName, ds.PatientID = "CT", "Phantom^Test", "0"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
-        ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing, column spacing
-        ds.SliceThickness = spacing[2]
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(volume[:, :, k].T.astype(np.int16)).tobytes()
-        pydicom.dcmwrite(folder / f"slice{k:03d}.dcm", ds, write_like_original=False)
+    write_dicom_series(folder, volume, spacing, origin)
     lps = np.diag([*spacing, 1.0])
     lps[:3, 3] = origin
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS world -> RAS world

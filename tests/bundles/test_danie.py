@@ -39,6 +39,7 @@ from attnseg_monai.data import (
     make_synapse_sample,
     make_synapse_transunet_sample,
 )
+from tests.ct_series import write_ct_slices
 
 ROOT = BUNDLES_DIR / "danie"
 CONFIGS = ROOT / "configs"
@@ -286,38 +287,23 @@ def test_transunet_h5_volume_scores_in_voxels_and_keeps_its_name(tmp_path):
 def _write_dicom_series(folder: Path, classes: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """CT slices ``classes[:, :, k]`` (rows, columns) coded as HU like :func:`_write_case`; returns the RAS affine."""
     pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True)
     iop = np.array([1.0, 0.0, 0.0, 0.0, 0.0, -1.0])  # coronal-like: rows along L, columns along -S (LPS)
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
     origin = np.array([-40.0, 12.0, 60.0])
     dr, dc, dz = spacing
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(classes.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", "danie-0", 1, k + 1
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in origin + k * dz * normal]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
-        ds.PixelSpacing = [f"{dr:g}", f"{dc:g}"]
-        ds.SliceThickness = f"{dz:g}"
-        ds.Rows, ds.Columns = classes.shape[:2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
-        hu = -125 + 50 * classes[:, :, k].astype(np.int16)
-        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
-        ds.save_as(str(folder / f"IM{classes.shape[2] - k:04d}.dcm"), write_like_original=False)  # reversed names
+    n = classes.shape[2]
+    write_ct_slices(
+        folder,
+        [-125 + 50 * classes[:, :, k].astype(np.int16) for k in range(n)],
+        positions=[origin + k * dz * normal for k in range(n)],
+        orientation=iop,
+        pixel_spacing=(dr, dc),
+        thickness=dz,
+        file_names=[f"IM{n - k:04d}.dcm" for k in range(n)],  # names in reverse slice order
+        rescale_intercept=-1024,
+        patient_id="danie-0",
+    )
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row_dir * dc, col_dir * dr, normal * dz, origin
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps

@@ -9,6 +9,8 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from tests.ct_series import write_ct_slices
+
 #: overrides that make hannet tiny (as tests/bundles/cases/hannet.py) with a 64-pixel window
 HANNET_OVERRIDES = {"network_def#features": [4, 8, 16, 32, 64], "roi_size": [64, 64]}
 
@@ -135,33 +137,16 @@ def write_pyramid_tiff(path: Path, height: int = 1100, width: int = 1400, seed: 
 
 def write_dicom_series(folder: Path, volume: np.ndarray, spacing=(0.7, 0.8, 2.5), origin=(-100.0, -120.0, 40.0)):
     """Write ``volume`` (x, y, z) int16 as an axial CT DICOM series (one file per slice) with pydicom."""
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    series, study, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(volume.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(folder / f"s{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientName, ds.PatientID, ds.SeriesNumber, ds.InstanceNumber = "CT", "Test^P", "P1", 1, k + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
-        ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing (y), column spacing (x)
-        ds.SliceThickness = spacing[2]
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.ascontiguousarray(volume[:, :, k].T.astype(np.int16)).tobytes()
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        pydicom.dcmwrite(folder / f"s{k:03d}.dcm", ds, write_like_original=False)
-    return folder
+    return write_ct_slices(
+        folder,
+        [volume[:, :, k].T for k in range(volume.shape[2])],
+        positions=[(origin[0], origin[1], origin[2] + k * spacing[2]) for k in range(volume.shape[2])],
+        orientation=(1, 0, 0, 0, 1, 0),
+        pixel_spacing=(spacing[1], spacing[0]),  # row spacing (y), column spacing (x)
+        thickness=spacing[2],
+        file_names=[f"s{k:03d}.dcm" for k in range(volume.shape[2])],
+        patient_id="P1",
+    )
 
 
 def write_3d_bundle(root: Path, *, marker: Path | None = None) -> Path:

@@ -23,6 +23,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, 
 
 from attnseg_monai.inferers import SlabSlidingWindowInferer
 from attnseg_monai.transforms.geometry import SourceGeometryNibabelWriter, source_nifti_header
+from tests.ct_series import write_ct_slices
 
 WRITER = "attnseg_monai.transforms.geometry.SourceGeometryNibabelWriter"
 DIRECTION = np.array([0.6, -0.48, 0.64])  # unit vector; intensity = DIRECTION . world position (mm)
@@ -243,41 +244,27 @@ def test_writer_rejects_negative_tolerance():
 
 def write_ct_series(folder: Path, rows: int, cols: int, slices: int, iop, ipp0, pixel_spacing, thickness) -> None:
     pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True)
     row_dir, col_dir = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
     normal = np.cross(row_dir, col_dir)
     dr, dc = pixel_spacing  # DICOM PixelSpacing = (row spacing, column spacing)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(slices):
-        ipp = np.asarray(ipp0, float) + k * thickness * normal
-        j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")  # j: row index, i: column index
+    positions = [np.asarray(ipp0, float) + k * thickness * normal for k in range(slices)]
+    j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")  # j: row index, i: column index
+    pixels = []
+    for ipp in positions:
         lps = ipp + i[..., None] * dc * row_dir + j[..., None] * dr * col_dir
-        hu = np.rint(10.0 * (lps @ (LPS_TO_RAS[:3, :3] @ DIRECTION)))  # 0.1 mm steps of the RAS coordinate
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.Modality, ds.PatientName, ds.PatientID = "CT", "Phantom^Geometry", "geometry-0"
-        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
-        ds.PixelSpacing = [f"{dr:g}", f"{dc:g}"]
-        ds.SliceThickness = f"{thickness:g}"
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
-        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
+        pixels.append(np.rint(10.0 * (lps @ (LPS_TO_RAS[:3, :3] @ DIRECTION))))  # 0.1 mm steps of the RAS coordinate
+    write_ct_slices(
+        folder,
+        pixels,
+        positions=positions,
+        orientation=iop,
+        pixel_spacing=pixel_spacing,
+        thickness=thickness,
         # file names in another order than the slice positions: the reader must sort by position
-        ds.save_as(str(folder / f"IM{(k * 5) % slices:04d}.dcm"), write_like_original=False)
+        file_names=[f"IM{(k * 5) % slices:04d}.dcm" for k in range(slices)],
+        rescale_intercept=-1024,
+        patient_id="geometry-0",
+    )
     assert pydicom.dcmread(str(folder / "IM0000.dcm")).Modality == "CT"
 
 
