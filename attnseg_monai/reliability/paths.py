@@ -13,7 +13,9 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
 
 __all__ = ["UnsafePathError", "safe_extract", "safe_join"]
 
@@ -84,61 +86,53 @@ def safe_extract(
     """
     src = Path(archive)
     dest = Path(target)
-    written: list[Path] = []
     if zipfile.is_zipfile(src):
         with zipfile.ZipFile(src) as zf:
-            infos = zf.infolist()
-            plan = []
-            total = 0
-            for info in infos:
-                mode = (info.external_attr >> 16) & 0xFFFF
-                if stat.S_ISLNK(mode):
+            members = []
+            for info in zf.infolist():
+                if stat.S_ISLNK((info.external_attr >> 16) & 0xFFFF):
                     raise UnsafePathError(f"{src}: member {info.filename!r} is a symbolic link (refused).")
-                path = safe_join(dest, info.filename) if _parts(info.filename) else None
-                total += info.file_size
-                _check_size(total, max_bytes, src)
-                plan.append((info, path))
-            dest.mkdir(parents=True, exist_ok=True)
-            for info, path in plan:
-                if path is None:
-                    continue
-                if info.is_dir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                safe_join(dest, info.filename)  # re-check: a folder made above cannot be a link, but be strict
-                with zf.open(info) as fin, open(path, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-                written.append(path)
-        return written
+                members.append((info.filename, info.file_size, info.is_dir(), lambda info=info: zf.open(info)))
+            return _extract_checked(src, dest, members, max_bytes)
     if not tarfile.is_tarfile(src):
         raise ValueError(f"{src}: not a zip or tar archive.")
     with tarfile.open(src) as tf:
-        members = tf.getmembers()
-        plan = []
-        total = 0
-        for member in members:
+        members = []
+        for member in tf.getmembers():
             if member.issym() or member.islnk():
                 raise UnsafePathError(f"{src}: member {member.name!r} is a link (refused).")
             if not (member.isfile() or member.isdir()):
                 raise UnsafePathError(f"{src}: member {member.name!r} is a device, FIFO or other special file.")
-            path = safe_join(dest, member.name) if _parts(member.name) else None
-            total += member.size
-            _check_size(total, max_bytes, src)
-            plan.append((member, path))
-        dest.mkdir(parents=True, exist_ok=True)
-        for member, path in plan:
-            if path is None:
-                continue
-            if member.isdir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_join(dest, member.name)
-            fin = tf.extractfile(member)
-            if fin is None:
-                continue
-            with fin, open(path, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            written.append(path)
+            members.append((member.name, member.size, member.isdir(), lambda member=member: tf.extractfile(member)))
+        return _extract_checked(src, dest, members, max_bytes)
+
+
+def _extract_checked(
+    src: Path, dest: Path, members: list[tuple[str, int, bool, Callable[[], IO[bytes] | None]]], max_bytes: int
+) -> list[Path]:
+    """Extract ``(name, size, is_dir, open)`` members of ``src`` under ``dest``: every name and the total size are
+    checked before anything is written; returns the files written."""
+    plan = []
+    total = 0
+    for name, size, is_dir, opener in members:
+        path = safe_join(dest, name) if _parts(name) else None
+        total += size
+        _check_size(total, max_bytes, src)
+        plan.append((name, path, is_dir, opener))
+    dest.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, path, is_dir, opener in plan:
+        if path is None:
+            continue
+        if is_dir:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        safe_join(dest, name)  # re-check: a folder made above cannot be a link, but be strict
+        fin = opener()
+        if fin is None:
+            continue
+        with fin, open(path, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        written.append(path)
     return written
