@@ -2,16 +2,19 @@
 
 MONAI resolves ``"bundle_root": "."`` against the current directory, so a bundle started from the repository root
 (``python -m monai.bundle run training --config_file bundles/hannet/configs/train.json``) would write its models
-and read its data in the wrong place. The configs instead call :func:`find_bundle_root`, which finds the bundle
-folder from the usual places; MONAI Label and ``--bundle_root`` overrides still take precedence, as they replace
-the expression.
+and read its data in the wrong place. The configs instead call :func:`find_bundle_root`, which takes the folder of
+the config file being run from MONAI's own workflow (:mod:`attnseg_monai.bundle.context`): a bundle copied anywhere
+and started from any directory resolves to itself, never to another copy. MONAI Label and ``--bundle_root``
+overrides replace the expression. Where the config file cannot be known (a bare ``ConfigParser``), it fails and
+says to set ``bundle_root``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from .context import BundleRootError, config_root_on_stack
 
 __all__ = ["BUNDLES_DIR", "bundle_path", "find_bundle_root", "list_bundles"]
 
@@ -31,25 +34,32 @@ def _bundle_name(folder: Path) -> str | None:
     return folder.name
 
 
-def find_bundle_root(name: str, cwd: str | os.PathLike | None = None) -> str:
-    """Absolute path of the bundle ``name``, looked up in this order.
+def find_bundle_root(name: str) -> str:
+    """Absolute path of the bundle folder whose config is being run (config helper for ``bundle_root``).
 
-    1. the current directory, when it is that bundle's folder (``cd bundles/hannet``);
-    2. ``./bundles/<name>`` (run from the repository root);
-    3. the ``bundles/<name>`` folder of the checkout this package was installed from.
+    The folder is the parent of the ``configs/`` folder holding the first ``--config_file`` (MONAI's
+    ``ConfigWorkflow.config_root_path``); it must hold ``configs/metadata.json``.
+
+    Args:
+        name: the bundle's name, for the messages.
 
     Raises:
-        FileNotFoundError: if none of these holds ``configs/metadata.json``; the message lists where it looked.
+        BundleRootError: if the config file being run is unknown (a bare ``ConfigParser``), or its folder is not a
+            bundle's ``configs/`` folder; the message says to pass ``--bundle_root``.
     """
-    here = Path(cwd or os.getcwd()).resolve()
-    candidates = [here, here / "bundles" / name, BUNDLES_DIR / name]
-    for folder in candidates:
-        if folder.name == name and _bundle_name(folder) == name:
-            return str(folder)
-    looked = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"cannot find bundle {name!r} (looked in {looked}); pass --bundle_root /path/to/bundles/{name}."
-    )
+    configs = config_root_on_stack()
+    if configs is None:
+        raise BundleRootError(
+            f"cannot tell which folder the {name!r} bundle config belongs to (it is not being run through MONAI's "
+            f"ConfigWorkflow or a monai.bundle script); pass --bundle_root /path/to/{name} (parser['bundle_root'])."
+        )
+    root = configs.parent if configs.name == "configs" else configs
+    if not (root / "configs" / "metadata.json").is_file():
+        raise BundleRootError(
+            f"{configs} is not the configs/ folder of a bundle ({root / 'configs' / 'metadata.json'} is missing): "
+            f"put the bundle's own config first in --config_file, or pass --bundle_root /path/to/{name}."
+        )
+    return str(root.resolve())
 
 
 def bundle_path(name: str) -> Path:

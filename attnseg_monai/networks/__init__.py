@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import nets  # noqa: F401  (registers the networks)
-from .registry import get_network, list_networks, register_network
+from .registry import get_network, list_networks, network_config, register_network
 from .utils import NetworkDescription, count_parameters, describe_network
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "describe_network",
     "get_network",
     "list_networks",
+    "network_config",
     "register_network",
 ]

@@ -74,18 +74,23 @@ class AtomicCheckpointSaver(CheckpointSaver):
     leaves the previous file intact. Before any save, every ``nn.Module`` of ``save_dict`` is checked: if one holds
     NaN/inf weights the save is skipped with an error in the log (the last good checkpoint stays).
 
+    With ``record`` (an :class:`attnseg_monai.bundle.RecordSpec`), every checkpoint file gets its record beside it
+    (``model.pt`` -> ``model.record.json``: the network's construction arguments and the settings inference must
+    repeat), written in the same save and removed with the checkpoint when it is rotated out.
+
     Example (config)::
 
         {"_target_": "attnseg_monai.reliability.AtomicCheckpointSaver", "save_dir": "@ckpt_dir",
          "save_dict": {"model": "@network", "optimizer": "@optimizer", "training_state": "@train#reliability"},
-         "save_interval": 1, "n_saved": 1, "save_final": true, "final_filename": "model_final.pt"}
+         "record": "@record", "save_interval": 1, "n_saved": 1, "save_final": true, "final_filename": "model_final.pt"}
 
     Raises:
         AssertionError: as MONAI's CheckpointSaver, for a missing ``save_dir`` or empty ``save_dict``.
     """
 
-    def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, save_dir: str, save_dict: dict, *args: Any, record: Any = None, **kwargs: Any) -> None:
         super().__init__(save_dir, save_dict, *args, **kwargs)
+        self.record = record
         for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if checkpoint is not None:
                 self._make_atomic(checkpoint.save_handler)
@@ -103,6 +108,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
                     target = Path(handler.dirname) / (handler.filename or filename)
                     if target.resolve() != Path(path).resolve() and target.exists():
                         remove_now(filename)
+                        self._remove_record(target)
                 pending.clear()
 
         handler._save_func = save_func
@@ -127,8 +133,33 @@ class AtomicCheckpointSaver(CheckpointSaver):
                 "; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()),
             )
             return False
+        record = self._record()
+        if record is not None:
+            from ..bundle.record import record_path
+
+            # the record first: a kill between the two leaves the old weights with a new record, which every
+            # consumer refuses loudly (the shapes are checked), never a silently half-described checkpoint
+            record.write(record_path(path))
         atomic_torch_save(checkpoint, path, save=func)
         return True
+
+    def _record(self) -> Any:
+        """The record of the saved network (the ``model`` entry, else the only module of ``save_dict``)."""
+        if self.record is None:
+            return None
+        model = self.save_dict.get("model")
+        if model is None:
+            modules = [v for v in self.save_dict.values() if isinstance(_unwrap(v), torch.nn.Module)]
+            model = modules[0] if len(modules) == 1 else None
+        if model is None:
+            raise ValueError("AtomicCheckpointSaver(record=...) needs the network as save_dict['model'].")
+        return self.record.record_for(_unwrap(model))
+
+    @staticmethod
+    def _remove_record(checkpoint: Path) -> None:
+        from ..bundle.record import record_path
+
+        record_path(checkpoint).unlink(missing_ok=True)
 
     def exception_raised(self, engine: Any, e: Exception) -> None:
         """MONAI saves the "final" checkpoint when an exception stops the run; not when the weights diverged."""
