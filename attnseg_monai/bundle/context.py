@@ -9,8 +9,9 @@ Where neither is on the stack (a bare ``ConfigParser``), nothing is guessed: the
 ``bundle_root``.
 
 The same look at the stack tells whether an id is being resolved for a training run (one of the run ids
-``run``/``training`` is being resolved), and gives the raw (unresolved) config of an id, e.g. the
-``CheckpointLoader`` that MONAI Label inserts into ``train#handlers`` before it starts a fine-tuning run.
+``run``/``training``, or the trainer ``train#...``, is being resolved), and gives the raw (unresolved) config of an
+id, e.g. the ``CheckpointLoader`` that MONAI Label inserts into ``train#handlers`` before it starts a fine-tuning
+run.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def resolving_ids() -> list[str]:
 
 
 def training_run() -> bool:
-    """``True`` while a training run id (``run``, ``training``) of the workflow is being resolved."""
-    return any(i.split("#", 1)[0] in TRAINING_RUN_IDS for i in resolving_ids())
+    """``True`` while a training run id (``run``, ``training``) or a part of the trainer (``train#...``, e.g.
+    ``train#trainer`` resolved directly) is being resolved."""
+    return any(i.split("#", 1)[0] in (*TRAINING_RUN_IDS, "train") for i in resolving_ids())
 
 
 def raw_config(id: str) -> Any:

@@ -115,8 +115,10 @@ class BundleRecord:
         if not isinstance(data, Mapping):
             raise RecordError(f"{source}: a bundle record must be a JSON object, got {type(data).__name__}.")
         if data.get("format") != RECORD_FORMAT:
-            raise RecordError(f"{source}: not a bundle record of this format (format {data.get('format')!r}, "
-                              f"expected {RECORD_FORMAT!r}).")
+            raise RecordError(
+                f"{source}: not a bundle record of this format (format {data.get('format')!r}, "
+                f"expected {RECORD_FORMAT!r})."
+            )
         unknown = set(data) - {f for f in cls.__dataclass_fields__}
         if unknown:
             raise RecordError(f"{source}: unknown record fields {sorted(unknown)}.")
@@ -171,8 +173,10 @@ def _locate(target: str, what: str) -> Any:
 def _bundle_metadata(bundle_root: str | os.PathLike) -> dict[str, Any]:
     path = Path(bundle_root) / "configs" / "metadata.json"
     if not path.is_file():
-        raise RecordError(f"{path} not found: {bundle_root} is not a bundle folder (every bundle has "
-                          "configs/metadata.json); pass --bundle_root /path/to/the/bundle.")
+        raise RecordError(
+            f"{path} not found: {bundle_root} is not a bundle folder (every bundle has "
+            "configs/metadata.json); pass --bundle_root /path/to/the/bundle."
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -439,8 +443,8 @@ def _raise_mismatch(path: Path, network: nn.Module, found: tuple[list[str], list
         "trained with (e.g. --network_def#features [...]) or a checkpoint written by this bundle's training"
     )
     raise WeightsMismatchError(
-        f"{path}: the checkpoint does not fit the network {type(network).__name__} ({'; '.join(parts)}); nothing "
-        f"was loaded. {remedy[0].upper()}{remedy[1:]}."
+        f"{path}: the checkpoint's weights do not fit the network {type(network).__name__} ({'; '.join(parts)}); "
+        f"nothing was loaded. {remedy[0].upper()}{remedy[1:]}."
     )
 
 

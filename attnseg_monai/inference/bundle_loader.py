@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,9 @@ from monai.transforms import Activationsd, Compose, Invertd, LoadImage, LoadImag
 from torch import nn
 
 from ..bundle.paths import BUNDLES_DIR, bundle_path, list_bundles
+from ..bundle.record import RecordError, load_weights
 from ..data.fileio import sha256_file
+from ..reliability.checkpoint import CheckpointReadError
 from .errors import BundleError, CheckpointError, UntrustedBundleError
 
 __all__ = [
@@ -54,10 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 INFERENCE_CONFIG = "configs/inference.json"
-_HINT = (
-    " (config overrides such as network_def#features; bundles whose recipe follows the data need the training's "
-    "data folder too: overrides={'dataset_dir': '/path/to/data'})"
-)
 METADATA = "configs/metadata.json"
 
 
@@ -189,27 +186,13 @@ def saved_outputs(root: str | os.PathLike, config: str = INFERENCE_CONFIG) -> li
     return found
 
 
-def _state_dict_of(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
-    if isinstance(obj, Mapping):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
-        for key in ("model", "state_dict", "network", "net"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-    raise CheckpointError(
-        f"{path}: no weights found (expected a state_dict, or a dict with a 'model' or 'state_dict' entry)."
-    )
-
-
 def load_checkpoint(path: str | os.PathLike, network: nn.Module) -> str:
-    """Load weights into ``network`` with ``torch.load(..., weights_only=True)``; returns the file's SHA-256.
-
-    ``module.`` prefixes (DDP) are removed; the keys and shapes must match the network exactly.
+    """Load every tensor of a checkpoint into ``network`` (:func:`attnseg_monai.bundle.load_weights`); returns the
+    file's SHA-256.
 
     Raises:
         CheckpointError: if the file is missing, holds anything but tensors and plain containers (a pickle that would
-            run code is refused, not executed), or does not match the network.
+            run code is refused, not executed), or does not match the network (nothing is loaded then).
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -222,30 +205,9 @@ def load_checkpoint(path: str | os.PathLike, network: nn.Module) -> str:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream).")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        telling = [ln for ln in lines if "Unsupported global" in ln or "WeightsUnpickler error" in ln]
-        first = (telling or lines or [type(exc).__name__])[0]
-        raise CheckpointError(
-            f"{p}: refused: the file holds Python objects besides weights, which torch.load(weights_only=True) will "
-            f"not execute ({first}). Use a plain state_dict checkpoint from a source you trust."
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - zip errors, EOF, bad magic
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}).") from exc
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in _state_dict_of(obj, p).items()}
-    try:
-        result = network.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{p}: weights do not fit the bundle's network ({str(exc).splitlines()[0]} ...); give the settings the "
-            f"checkpoint was trained with{_HINT}."
-        ) from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{p}: weights do not fit the bundle's network: missing {list(result.missing_keys)[:4]}, unexpected "
-            f"{list(result.unexpected_keys)[:4]}; give the settings the checkpoint was trained with{_HINT}."
-        )
+        load_weights(network, p)
+    except CheckpointReadError as exc:
+        raise CheckpointError(str(exc)) from exc
     return sha256_file(p)
 
 
@@ -343,7 +305,15 @@ def load_bundle(
     for required in ("network_def", "preprocessing"):
         if required not in parser:
             raise BundleError(f"{root / INFERENCE_CONFIG}: no '{required}' entry.")
-    network = parser.get_parsed_content("network_def")
+    try:
+        network = parser.get_parsed_content("network_def")
+    except RuntimeError as exc:  # MONAI wraps what the config's helpers raise: surface the record/weights error
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, (CheckpointReadError, RecordError)):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise CheckpointError(str(cause)) from cause
     if not isinstance(network, nn.Module):
         raise BundleError(f"{root / INFERENCE_CONFIG}: 'network_def' is not a torch module.")
 

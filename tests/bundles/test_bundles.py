@@ -22,6 +22,7 @@ from PIL import Image
 
 from attnseg_monai.bundle import BUNDLES_DIR, list_bundles
 from tests.bundles.cases import BUNDLE_CASES
+from tests.bundles.helpers import configs, overrides, run_workflow, working_directory
 
 BUNDLES = list_bundles()
 REQUIRED_FILES = [
@@ -38,37 +39,15 @@ REQUIRED_FILES = [
 
 
 def _configs(root: Path, *names: str) -> list[str]:
-    return [str(root / "configs" / n) for n in names]
+    return configs(root, *names)
 
 
 def _overrides(name: str, kind: str, root: Path, **extra) -> dict:
-    case = BUNDLE_CASES[name]
-    return {"bundle_root": str(root), **case["net"], **case[kind], **extra}
+    return overrides(name, kind, root, **extra)
 
 
-def _run(config_files: list[str], root: Path, workflow_type: str, run_id: str, **overrides) -> ConfigWorkflow:
-    wf = ConfigWorkflow(
-        config_file=config_files,
-        meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=False,
-        workflow_type=workflow_type,
-        run_id=run_id,
-        **overrides,
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    return wf
-
-
-@pytest.fixture(scope="module", params=BUNDLES)
-def bundle_copy(request, tmp_path_factory) -> tuple[str, Path]:
-    """A private copy of the bundle (its models/, eval/ and data/ are written there), trained for one epoch."""
-    name = request.param
-    root = tmp_path_factory.mktemp(name) / name
-    shutil.copytree(BUNDLES_DIR / name, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
-    _run(_configs(root, "train.json"), root, "train", "training", **_overrides(name, "train", root))
-    return name, root
+def _run(config_files: list[str], root: Path, workflow_type: str, run_id: str, **kw) -> ConfigWorkflow:
+    return run_workflow(config_files, root, workflow_type, run_id, **kw)
 
 
 def test_collection_has_the_bundles_and_cases():
@@ -93,7 +72,8 @@ def test_bundle_files_and_metadata(name: str):
     assert len(image["spatial_shape"]) == dims and len(pred["spatial_shape"]) == dims
     assert image["num_channels"] == train["network_def"]["in_channels"]
     assert pred["channel_def"]["0"] == "background" and len(pred["channel_def"]) == pred["num_channels"]
-    assert train["network_def"]["_target_"].startswith("attnseg_monai.networks.nets.")
+    assert train["network_def"]["_target_"] == "attnseg_monai.bundle.build_network"
+    assert train["network_def"]["network"].startswith("attnseg_monai.networks.nets.")
 
 
 @pytest.mark.parametrize("name", BUNDLES)
@@ -160,21 +140,26 @@ def test_ckpt_export_to_torchscript(bundle_copy, tmp_path):
 
 
 def test_inference_and_evaluation(bundle_copy):
+    """Inference and evaluation from the bundle's parent folder with a relative --config_file and no bundle_root or
+    network overrides: the bundle finds itself and builds the network recorded beside the tiny checkpoint."""
     name, root = bundle_copy
     case = BUNDLE_CASES[name]
-    _run(_configs(root, "inference.json"), root, "infer", "run", **_overrides(name, "infer", root))
+    rel = Path(root.name)
+    with working_directory(root.parent):
+        run_workflow(configs(rel, "inference.json"), rel, "infer", "run", **overrides(name, "infer", net=False))
     predictions = root / "eval" / "predictions"
     written = sorted(predictions.iterdir())
     assert written, "inference wrote nothing"
     for suffix in case["outputs"]:
         assert any(p.stem.endswith(suffix) for p in written), f"no '{suffix}' outputs"
-    _run(
-        _configs(root, "inference.json", "evaluate.json"),
-        root,
-        "infer",
-        "evaluating",
-        **_overrides(name, "infer", root),
-    )
+    with working_directory(root.parent):
+        run_workflow(
+            configs(rel, "inference.json", "evaluate.json"),
+            rel,
+            "infer",
+            "evaluating",
+            **overrides(name, "infer", net=False),
+        )
     assert "mean_dice" in (root / "eval" / "evaluation" / "metrics.csv").read_text()
 
 
