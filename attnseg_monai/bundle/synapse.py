@@ -11,9 +11,10 @@ volume with Dice and HD95 per organ. This module holds what the bundle's configs
 - :class:`LoadSynapsed`: any of these files as a channel-first ``(1, H, W, D)`` MetaTensor with the Synapse
   conventions (image in [0, 1] after the HU window, labels 0..8 in :data:`SYNAPSE_CLASSES` order);
 - :class:`RandAxialSlicesd`: random axial slices of cached volumes, the 2D training samples;
-- :func:`synapse_case_scores`, :class:`SynapseTableHandler`: the per-organ Dice / HD95 (+ IoU, ASD) table;
-- :func:`write_train_settings` / :func:`read_train_settings`: the network preset and slice size a checkpoint was
-  trained with, so inference builds the same network.
+- :func:`synapse_case_scores`, :class:`SynapseTableHandler`: the per-organ Dice / HD95 (+ IoU, ASD) table.
+
+What a checkpoint was trained with (network, slice size, HU window) is the record beside it
+(:mod:`attnseg_monai.bundle.record`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ __all__ = [
     "EMPTY_POLICIES",
     "HU_WINDOW",
     "SYNAPSE_ORGANS",
-    "TRAIN_SETTINGS_FILE",
     "LoadSynapsed",
     "RandAxialSlicesd",
     "SynapseTableHandler",
@@ -71,13 +71,11 @@ __all__ = [
     "is_dicom_series",
     "load_synapse",
     "prepare_synapse_datalist",
-    "read_train_settings",
     "require_volumes",
     "synapse_case_scores",
     "synapse_inference_items",
     "synapse_output_name",
     "synapse_table_markdown",
-    "write_train_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,7 +94,6 @@ DANIE_PRESETS: dict[str, dict[str, list[int]]] = {
 #: how empty organs are scored, see :func:`synapse_case_scores`
 EMPTY_POLICIES = ("exclude", "transunet")
 #: the file in the checkpoint folder that records what a checkpoint was trained with
-TRAIN_SETTINGS_FILE = "train_settings.json"
 
 _TRANSUNET_FILE = (".npz", ".h5", ".hdf5")
 _SLICE_NAME = re.compile(r"case(\d+)_slice\d+", re.IGNORECASE)
@@ -910,41 +907,3 @@ class SynapseTableHandler:
             for row in rows:
                 writer.writerow({k: (_fmt(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
         os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# what a checkpoint was trained with
-
-
-def write_train_settings(ckpt_dir: str | os.PathLike, **settings: Any) -> dict[str, Any]:
-    """Record the settings a checkpoint is trained with (``network_preset``, ``slice_size``...) next to it.
-
-    Written atomically to ``ckpt_dir/train_settings.json`` (only by rank 0 under DDP); inference reads it back
-    with :func:`read_train_settings` so it builds the network the checkpoint belongs to.
-
-    Returns:
-        ``settings``, with tuples turned into lists.
-    """
-    clean = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
-        return clean
-    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(ckpt_dir) / TRAIN_SETTINGS_FILE, clean)
-    return clean
-
-
-def read_train_settings(ckpt_dir: str | os.PathLike, **defaults: Any) -> dict[str, Any]:
-    """``defaults`` updated with what :func:`write_train_settings` recorded in ``ckpt_dir`` (if anything).
-
-    Raises:
-        ValueError: if the record exists but is not a JSON object.
-    """
-    import json
-
-    path = Path(ckpt_dir) / TRAIN_SETTINGS_FILE
-    if not path.is_file():
-        return dict(defaults)
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(recorded, dict):
-        raise ValueError(f"{path}: expected a JSON object of training settings, got {type(recorded).__name__}.")
-    return {**defaults, **recorded}

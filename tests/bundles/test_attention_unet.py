@@ -1,4 +1,4 @@
-"""attention_unet bundle: geometry round trips, attention-map NIfTI, per-organ metrics in mm, recipe switch.
+"""attention_unet bundle: geometry round trips, attention-map NIfTI, per-organ metrics in mm, recipes, the record.
 
 The round trips run the bundle's real ``inference.json`` (+ ``save_attention.json``) once, with a tiny randomly
 initialised network, on an oblique NIfTI (qform and sform with different codes) and on an LPS DICOM series written
@@ -23,13 +23,14 @@ from monai.metrics import compute_hausdorff_distance
 from monai.networks.utils import one_hot
 from monai.transforms import Compose, ScaleIntensity
 
-from attnseg_monai.bundle import BUNDLES_DIR
+from attnseg_monai.bundle import BUNDLES_DIR, record_path
 from attnseg_monai.bundle.attention_maps import AttentionMapsd, sliding_window_attention_maps
 from attnseg_monai.data import make_pancreas_sample
 from attnseg_monai.networks.nets import GridAttentionUNet
 from tests.inference.helpers import write_dicom_series
 
 ROOT = BUNDLES_DIR / "attention_unet"
+NO_MODELS = str(Path("/nonexistent") / "attnseg-test-models")
 CONFIGS = ROOT / "configs"
 FEATURES = [4, 8, 16, 32]  # gates on levels 1 and 2
 LEVELS = ("level1", "level2")
@@ -41,6 +42,16 @@ CLASSES = {
         "channel_def"
     ]
 }
+
+
+def _parser(*names: str, **overrides) -> ConfigParser:
+    """The checkout's configs as a bundle without a trained model (a model trained in the checkout would decide the
+    network and the preprocessing through its record)."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / n) for n in names])
+    parser.update({"bundle_root": str(ROOT), "ckpt_dir": NO_MODELS, "ckpt_path": f"{NO_MODELS}/model.pt"})
+    parser.update(overrides)
+    return parser
 
 
 def _rotation(axis: int, degrees: float) -> np.ndarray:
@@ -154,9 +165,7 @@ def test_attention_maps_are_written_in_the_input_geometry(predicted, case):
 
 
 def test_attention_maps_are_off_by_default():
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "inference.json"))
-    parser.update({"network_def#features": FEATURES})
+    parser = _parser("inference.json", **{"network_def#features": FEATURES})
     assert parser.get_parsed_content("save_attention_maps") is False
     transforms = parser.get_parsed_content("postprocessing").transforms
     names = [type(t).__name__ for t in transforms]
@@ -216,9 +225,7 @@ def _case(spacing: tuple[float, float, float]) -> dict:
 
 
 def test_evaluation_metrics_per_organ_in_mm(tmp_path):
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "inference.json"), str(CONFIGS / "evaluate.json")])
-    parser.update({"output_dir": str(tmp_path)})
+    parser = _parser("inference.json", "evaluate.json", output_dir=str(tmp_path))
     engine = Engine(lambda eng, batch: batch)
     metrics = {**parser.get_parsed_content("key_metric"), **parser.get_parsed_content("additional_metrics")}
     for name, handler in metrics.items():
@@ -250,23 +257,20 @@ def test_evaluation_metrics_per_organ_in_mm(tmp_path):
     assert "hd95_pancreas" in (tmp_path / "metrics.csv").read_text()
 
 
-def test_embedded_data_uses_the_quick_recipe_and_real_data_the_papers(tmp_path):
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    assert parser.get_parsed_content("use_embedded_data") is True
+def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
+    parser = _parser("train.json")
+    assert parser.get_parsed_content("use_embedded_data") is True and parser.get_parsed_content("recipe") == "quick"
     assert parser.get_parsed_content("target_spacing") == parser["quick_spacing"]
     assert parser.get_parsed_content("max_epochs") == parser["quick_epochs"]
     # the quick recipe: narrow network, foreground-centred patches, bf16 autocast where the CPU computes it
     assert parser.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
     assert parser.get_parsed_content("train#random_transforms#0#neg") == 0
     assert parser.get_parsed_content("train#trainer#iteration_update").precision == "auto"
-    # a (tiny) MSD Task07 folder elsewhere: the authors' CT setting
+    # a (tiny) MSD Task07 folder elsewhere with paper.json layered: the authors' CT setting
     task = tmp_path / "Task07_Pancreas"
     make_pancreas_sample(task, num_cases=6, num_test=0, shape=(48, 48, 16), spacing=(2.5, 2.5, 8.0))
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    parser.update({"dataset_dir": str(task), "output_dir": str(tmp_path / "eval")})
-    assert parser.get_parsed_content("use_embedded_data") is False
+    parser = _parser("train.json", "paper.json", dataset_dir=str(task), output_dir=str(tmp_path / "eval"))
+    assert parser.get_parsed_content("use_embedded_data") is False and parser.get_parsed_content("recipe") == "paper"
     assert parser.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
     assert parser.get_parsed_content("train_patch_size") == [160, 160, 96]
     assert parser.get_parsed_content("max_epochs") == 1000
@@ -277,30 +281,39 @@ def test_embedded_data_uses_the_quick_recipe_and_real_data_the_papers(tmp_path):
     assert parser.get_parsed_content("train#random_transforms#3#scale_range") == [0.3, 0.3, 0.3]
     scheduler = parser.get_parsed_content("lr_scheduler")
     assert (scheduler.step_size, scheduler.gamma) == (250, 0.1) and parser.get_parsed_content("learning_rate") == 1e-4
+    spec = parser.get_parsed_content("record")
+    assert spec.recipe == "paper"
+    assert spec.preprocessing == {
+        "target_spacing": [2.0, 2.0, 2.0],
+        "hu_window": [-100.0, 240.0],
+        "roi_size": [160] * 2 + [96],
+    }
     train, val = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
     assert len(train) == 5 and len(val) == 1 and all(Path(i["label"]).is_file() for i in train + val)
     assert json.loads((tmp_path / "eval" / "datalist.json").read_text())["validation"]
+    # the dataset folder alone changes no setting: train.json on the same data is the quick recipe
+    quick = _parser("train.json", dataset_dir=str(task), output_dir=str(tmp_path / "eval2"))
+    assert quick.get_parsed_content("target_spacing") == [1.6, 1.6, 2.5]
+    assert quick.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
 
 
-def test_inference_builds_the_network_and_windows_the_training_recipe_recorded(tmp_path):
-    """train.json writes spacing, windows, HU window and widths to models/recipe.json; inference.json reads them."""
-    train = ConfigParser()
-    train.read_config(str(CONFIGS / "train.json"))
-    train.update({"ckpt_dir": str(tmp_path / "models"), "paper_features": [4, 8, 16, 32, 64]})
-    train["use_embedded_data"] = False  # the paper recipe, without making its data
+def test_inference_builds_the_network_and_windows_the_record_holds(tmp_path):
+    """The record written beside a paper-recipe checkpoint decides width, spacing, windows and HU window."""
+    train = _parser("train.json", "paper.json", **{"paper_features": [4, 8, 16, 32, 64]})
+    net = train.get_parsed_content("network_def")
     (tmp_path / "models").mkdir()
-    train.get_parsed_content("write_recipe")()
-    recorded = json.loads((tmp_path / "models" / "recipe.json").read_text())
-    assert recorded["features"] == [4, 8, 16, 32, 64] and recorded["recipe"] == "paper"
-    infer = ConfigParser()
-    infer.read_config(str(CONFIGS / "inference.json"))
-    infer.update({"recipe_file": str(tmp_path / "models" / "recipe.json")})
+    checkpoint = tmp_path / "models" / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    train.get_parsed_content("record").record_for(net).write(record_path(checkpoint))
+    infer = _parser("inference.json", ckpt_path=str(checkpoint))
     assert infer.get_parsed_content("network_def").features == (4, 8, 16, 32, 64)
     assert infer.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
     assert infer.get_parsed_content("roi_size") == [160, 160, 96]
-    # without a recipe file (a model from elsewhere): the quick recipe's values
-    infer = ConfigParser()
-    infer.read_config(str(CONFIGS / "inference.json"))
-    infer.update({"recipe_file": str(tmp_path / "absent.json")})
-    assert infer.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
+    assert infer.get_parsed_content("hu_window") == [-100.0, 240.0]
+    # without a record (weights from elsewhere): the quick recipe's values, and these weights do not fit them
+    record_path(checkpoint).unlink()
+    infer = _parser("inference.json", ckpt_path=str(checkpoint))
     assert infer.get_parsed_content("roi_size") == [64, 64, 32]
+    with pytest.raises(RuntimeError) as info:
+        infer.get_parsed_content("network_def")
+    assert "do not fit" in str(info.value.__cause__)

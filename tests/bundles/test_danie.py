@@ -22,13 +22,12 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import Resize
 
-from attnseg_monai.bundle import BUNDLES_DIR
+from attnseg_monai.bundle import BUNDLES_DIR, read_record
 from attnseg_monai.bundle.synapse import (
     DANIE_PRESETS,
     LoadSynapsed,
     RandAxialSlicesd,
     prepare_synapse_datalist,
-    read_train_settings,
     synapse_case_scores,
 )
 from attnseg_monai.data import (
@@ -340,8 +339,9 @@ def phantoms(tmp_path_factory) -> dict[str, Path]:
 
 
 def _train_parser(dataset_dir: Path, out: Path, *extra_files: str, **overrides) -> ConfigParser:
+    """train.json + paper.json (the paper's recipe) on a real-layout folder, tiny network."""
     parser = ConfigParser()
-    parser.read_config(_configs("train.json", *extra_files))
+    parser.read_config(_configs("train.json", "paper.json", *extra_files))
     parser.update(
         {
             "bundle_root": str(ROOT),
@@ -359,7 +359,7 @@ def _train_parser(dataset_dir: Path, out: Path, *extra_files: str, **overrides) 
 
 def test_raw_btcv_volumes_are_windowed_mapped_and_sliced(phantoms, tmp_path):
     parser = _train_parser(phantoms["btcv"], tmp_path, slices_per_volume=3)
-    assert parser.get_parsed_content("recipe") == "paper"  # --dataset_dir switches to the paper's recipe
+    assert parser.get_parsed_content("recipe") == "paper"  # paper.json layered
     assert parser.get_parsed_content("network_preset") == "large"
     items = parser.get_parsed_content("train#datalist")
     assert all(i["image"].endswith(".nii.gz") for i in items) and len(items) == 3  # 5 cases, 2 held out
@@ -478,16 +478,12 @@ def test_3d_configuration_trains_and_infers(tmp_path):
         **net,
     )
     assert (root / "models" / "3d" / "model.pt").is_file() and not (root / "models" / "model.pt").exists()
-    settings = read_train_settings(root / "models" / "3d")
-    assert settings["spatial_dims"] == 3 and settings["roi_size"] == [32, 32, 16]
+    record = read_record(root / "models" / "3d" / "model.pt", "danie", root).record
+    assert record.network["spatial_dims"] == 3 and record.network["patch_size"] == 2
+    assert record.preprocessing == {"hu_window": [-125, 275], "roi_size": [32, 32, 16]}
     assert "val_mean_dice" in (root / "eval" / "3d" / "metrics.csv").read_text()
-    _workflow(
-        _configs("inference.json", "inference_3d.json", root=root),
-        "run",
-        bundle_root=str(root),
-        embedded_sample=sample,
-        **net,
-    )
+    # no network or window override: the record beside models/3d/model.pt brings them
+    _workflow(_configs("inference.json", "inference_3d.json", root=root), "run", embedded_sample=sample)
     written = sorted((root / "eval" / "3d" / "predictions").glob("*_seg.nii.gz"))
     assert len(written) == 3
     source = nib.load(root / "data" / "generated" / "synapse" / "img" / "img0001.nii.gz")
@@ -495,3 +491,35 @@ def test_3d_configuration_trains_and_infers(tmp_path):
     assert seg.shape == source.shape and seg.get_data_dtype() == np.uint8
     np.testing.assert_allclose(seg.affine, source.affine, atol=1e-5)
     assert int(np.asarray(seg.dataobj).max()) <= 8
+
+
+def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
+    def parsed(*files: str) -> ConfigParser:
+        parser = ConfigParser()
+        parser.read_config(_configs(*files))
+        parser.update({"bundle_root": str(ROOT), "ckpt_dir": str(tmp_path / "models")})
+        return parser
+
+    quick, paper = parsed("train.json"), parsed("train.json", "paper.json")
+    expected = {
+        "recipe": ("quick", "paper"),
+        "slice_size": ([96, 96], [224, 224]),
+        "network_preset": ("tiny", "large"),
+        "max_epochs": (200, 150),
+        "val_interval": (50, 10),
+        "batch_size": (8, 24),
+        "rot_flip_prob": (0.0, 0.5),
+        "slice_class_balance": (0.5, 0.0),
+    }
+    for key, (q, p) in expected.items():
+        assert (quick.get_parsed_content(key), paper.get_parsed_content(key)) == (q, p), key
+    for parser in (quick, paper):
+        parser.update({**TINY_NET, "network_def#img_size": [32, 32]})  # the optimiser needs a network, a tiny one
+    assert type(quick.get_parsed_content("optimizer")).__name__ == "AdamW"
+    assert type(paper.get_parsed_content("optimizer")).__name__ == "SGD"
+    assert paper.get_parsed_content("record").preprocessing == {"slice_size": [224, 224], "hu_window": [-125, 275]}
+    three_d = parsed("train.json", "paper.json", "train_3d.json", "paper_3d.json")
+    assert three_d.get_parsed_content("network_preset") == "small"
+    assert three_d.get_parsed_content("roi_size") == [128, 128, 64]
+    assert three_d.get_parsed_content("record").preprocessing["roi_size"] == [128, 128, 64]
+    assert parsed("train.json", "train_3d.json").get_parsed_content("roi_size") == [96, 96, 32]

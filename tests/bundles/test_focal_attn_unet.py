@@ -99,3 +99,41 @@ def test_resize_inversion_restores_size_and_orientation(tmp_path, height: int, w
     assert set(np.unique(mask)) <= {0, 255}
     agreement = float(((mask > 0) == bright).mean())
     assert agreement > 0.97, agreement
+
+
+def test_quick_and_paper_recipes_are_config_files():
+    quick = _parser("train.json", dataset_dir="/data/montgomery")
+    paper = _parser("train.json", "paper.json")
+    assert quick.get_parsed_content("recipe") == "quick" and paper.get_parsed_content("recipe") == "paper"
+    expected = {
+        "working_size": ([256, 256], [512, 512]),
+        "max_epochs": (40, 100),
+        "train_patch_size": ([128, 128], [512, 512]),
+        "num_samples": (2, 1),
+        "batch_size": (2, 4),
+        "num_workers": (0, 4),
+        "cache_rate": (1.0, 0.0),
+    }
+    for key, (q, p) in expected.items():
+        assert (quick.get_parsed_content(key), paper.get_parsed_content(key)) == (q, p), key
+    spec = paper.get_parsed_content("record")
+    assert spec.recipe == "paper" and spec.preprocessing == {"working_size": [512, 512]}
+
+
+def test_dilated_checkpoint_is_inferred_with_its_recorded_network(tmp_path):
+    """A model trained with dilated.json is inferred by plain inference.json: the record brings the dilations and
+    the working size; no override file or network setting has to be repeated."""
+    from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
+
+    root = copy_bundle("focal_attn_unet", tmp_path)
+    run_workflow(
+        configs(root, "train.json", "dilated.json"), root, "train", "training", **overrides("focal_attn_unet", "train")
+    )
+    checkpoint = root / "models" / "dilated" / "model.pt"
+    parser = ConfigParser()
+    parser.read_config(configs(root, "inference.json"))
+    parser.update({"bundle_root": str(root), "ckpt_path": str(checkpoint)})
+    net = parser.get_parsed_content("network_def")
+    assert _dilation_rates(net) == [{(1, 1)}, {(1, 1)}, {(1, 1)}, {(2, 2)}, {(4, 4)}]
+    assert list(net.features) == TINY["network_def#features"]
+    assert parser.get_parsed_content("working_size") == overrides("focal_attn_unet", "train")["working_size"]
