@@ -1,10 +1,11 @@
 """Helpers the bundle configs call: locating a bundle, the record that travels with its weights, strict loading,
-preparing its datalist, progress display."""
+preparing its datalist, progress display, the device and handlers of each rank under torchrun."""
 
 from __future__ import annotations
 
 from .context import BundleRootError
 from .data import TASKS, TaskData, inference_items, prepare_datalist
+from .distributed import local_device, rank_handlers
 from .handlers import ProgressHandler
 from .paths import BUNDLES_DIR, bundle_path, find_bundle_root, list_bundles
 from .record import (
@@ -38,8 +39,10 @@ __all__ = [
     "find_bundle_root",
     "inference_items",
     "list_bundles",
+    "local_device",
     "load_weights",
     "prepare_datalist",
+    "rank_handlers",
     "read_record",
     "record_path",
     "starting_record",

@@ -1,17 +1,14 @@
 """Every bundle through MONAI's own checks and its real workflows on tiny data.
 
 MONAI's checks: ``verify_net_in_out``, ``ckpt_export`` (TorchScript), ``ConfigWorkflow.check_properties`` for train
-and infer; then a one-epoch training, inference and evaluation in a copy of the bundle, the written masks' geometry,
-and a 2-process gloo run of ``multi_gpu_train.json``.
+and infer; then a one-epoch training, inference and evaluation in a copy of the bundle, the written masks' geometry.
+The 2-process gloo runs of ``multi_gpu_train.json`` are in test_distributed.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,20 +185,3 @@ def test_written_masks_keep_size_orientation_and_labels(bundle_copy, tmp_path):
             assert mask.shape == (h, w), f"{suffix} mask of case{i}: {mask.shape} != {(h, w)}"
             if suffix in case["max_label"]:
                 assert mask.min() >= 0 and mask.max() <= case["max_label"][suffix]
-
-
-@pytest.mark.parametrize("name", BUNDLES)
-def test_two_process_gloo_training(name: str, tmp_path):
-    root = tmp_path / name
-    shutil.copytree(BUNDLES_DIR / name, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
-    overrides = _overrides(name, "train", root)
-    args = []
-    for key, value in overrides.items():
-        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
-    configs = "['{}','{}']".format(*_configs(root, "train.json", "multi_gpu_train.json"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
-    cmd += ["-m", "monai.bundle", "run", "training", "--config_file", configs, *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (root / "models" / "model_final.pt").is_file()
