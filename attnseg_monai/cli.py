@@ -6,6 +6,7 @@
     attnseg info hannet
     attnseg infer hannet tiles/ predictions/ --save_overlays
     attnseg evaluate predictions/ labels/ --bundle hannet
+    attnseg export hannet /tmp/hannet_bundle [--zip] [--checkpoint models/model.pt]
 
 Exit codes: 0 everything succeeded; 1 some cases failed (each is listed with its reason); 2 the command could not
 run (unknown bundle, untrusted bundle, bad checkpoint, bad option). ``python -m attnseg_monai`` is the same program.
@@ -52,14 +53,6 @@ def _overrides(value: Any) -> dict[str, Any] | None:
     raise ValueError("--overrides must be a JSON object such as '{\"roi_size\": [64, 64]}'.")
 
 
-def _resolved(parser: Any, key: str, raw: Any) -> Any:
-    try:
-        value = parser.get_parsed_content(key, instantiate=False)
-    except Exception:  # noqa: BLE001 - show the raw config value
-        return raw
-    return value if isinstance(value, (int, float, str, bool, list, tuple, dict, type(None))) else str(value)
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
@@ -88,7 +81,8 @@ class AttnsegCLI:
             try:
                 config = _json.loads((root / "configs" / "inference.json").read_text())
                 net = config.get("network_def", {})
-                network, dims = str(net.get("_target_", "?")).split(".")[-1], net.get("spatial_dims", "?")
+                target = net.get("network", net.get("_target_", "?"))  # build_network names the class in "network"
+                network, dims = str(target).split(".")[-1], net.get("spatial_dims", "?")
                 inferer = config.get("inferer", {})
                 if isinstance(inferer, dict) and "Slice" in str(inferer.get("_target_", "")):
                     dims = f"{dims}D-slices/3"  # a 2D network run over the slices of volumes
@@ -131,27 +125,26 @@ class AttnsegCLI:
             input_size: spatial size for the FLOP count (default: the inferer's window).
             json: print JSON.
         """
+        from .bundle import read_record
         from .inference.bundle_loader import load_bundle
-        from .networks import describe_network
+        from .networks import describe_network, network_config
 
         parts = load_bundle(bundle, trust_bundle=trust_bundle, overrides=_overrides(overrides), load_weights=False)
         roi = getattr(parts.inferer, "roi_size", None)
         size = tuple(int(s) for s in (input_size or roi or ([256] * 2 if parts.spatial_dims == 2 else [96] * 3)))
         desc = describe_network(parts.network, size)
         ckpt = parts.root / "models" / "model.pt"
-        net_def = parts.parser.get("network_def", {})
+        built = network_config(parts.network)  # what was built: the record's network when the model has one
+        record = read_record(ckpt).record if ckpt.is_file() else None
         info = {
             "name": parts.name,
             "version": parts.version,
             "folder": str(parts.root),
             "in_collection": parts.trusted_collection,
             "task": parts.metadata.get("task", ""),
-            "network": str(net_def.get("_target_", type(parts.network).__name__)),
-            "network_args": {
-                k: _resolved(parts.parser, f"network_def#{k}", v)
-                for k, v in net_def.items()
-                if not str(k).startswith("_")
-            },
+            "network": str(built.pop("_target_")),
+            "network_args": built,
+            "recipe": record.recipe if record is not None else None,
             "spatial_dims": parts.spatial_dims,
             "input_dims": parts.input_dims or parts.spatial_dims,
             "in_channels": parts.in_channels,
@@ -183,7 +176,8 @@ class AttnsegCLI:
             f"  FLOPs:       {info['gflops']} GFLOP at {'x'.join(map(str, size))} "
             f"({desc.flops_per_element / 1e3:.1f} kFLOP/{unit})",
             f"  outputs:     {', '.join(f'<case>_{o.postfix}{o.ext}' for o in parts.outputs)}",
-            f"  checkpoint:  {info['checkpoint'] or 'none (train the bundle first)'}",
+            f"  checkpoint:  {info['checkpoint'] or 'none (train the bundle first)'}"
+            + (f" (recipe {info['recipe']}, record beside it)" if info["recipe"] else ""),
         ]
         _out("\n".join(lines))
 
@@ -352,6 +346,23 @@ class AttnsegCLI:
                 lines += [f"    {f['case']}: {f['error']}" for f in result.failures]
             _out("\n".join(lines))
         self._exit_code = 0 if result.ok else 1
+
+    def export(self, bundle: str, dest: str, checkpoint: str | None = None, zip: bool = False) -> None:
+        """Write a self-contained copy of a bundle: configs, docs, licences and, when trained, its model + record.
+
+        The copy runs with ``python -m monai.bundle run --config_file <dest>/configs/inference.json`` and loads in
+        MONAI Label's monaibundle app wherever this package is installed (no checkout needed).
+
+        Args:
+            bundle: bundle name of this collection or bundle folder.
+            dest: the folder to create (must not exist or be empty); with --zip, the zip file.
+            checkpoint: weights to include instead of the bundle's models/model.pt (its record comes along).
+            zip: write a MONAI bundle zip (``<name>/...`` inside) instead of a folder.
+        """
+        from .bundle.export import export_bundle
+
+        written = export_bundle(bundle, dest, checkpoint=checkpoint, as_zip=zip)
+        _out(f"attnseg export: {written}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

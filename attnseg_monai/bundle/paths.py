@@ -18,8 +18,18 @@ from .context import BundleRootError, config_root_on_stack
 
 __all__ = ["BUNDLES_DIR", "bundle_path", "find_bundle_root", "list_bundles"]
 
-#: The ``bundles/`` folder of this checkout (the package is installed from the repository, editable or not).
-BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+
+def _bundles_dir() -> Path:
+    """The collection's bundles: ``attnseg_monai/bundles`` of an installed wheel (the repository's ``bundles/``
+    packaged as data, see pyproject.toml), else the ``bundles/`` folder beside the package in a source checkout (an
+    editable install). One place per installation, never a search."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "bundles"
+    return installed if installed.is_dir() else package.parent / "bundles"
+
+
+#: The folder of the collection's bundles (see :func:`_bundles_dir`).
+BUNDLES_DIR = _bundles_dir()
 
 
 def _bundle_name(folder: Path) -> str | None:
@@ -75,7 +85,7 @@ def bundle_path(name: str) -> Path:
 
 
 def list_bundles() -> list[str]:
-    """Names of the bundles shipped in this checkout, sorted."""
+    """Names of the bundles of this collection (:data:`BUNDLES_DIR`), sorted."""
     if not BUNDLES_DIR.is_dir():
         return []
     return sorted(p.name for p in BUNDLES_DIR.iterdir() if _bundle_name(p) == p.name)

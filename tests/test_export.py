@@ -1,0 +1,94 @@
+"""``attnseg export``: a self-contained bundle folder or zip that runs from anywhere, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
+from attnseg_monai.bundle.export import ExportError, export_bundle
+from attnseg_monai.cli import main
+from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained_hannet(tmp_path_factory) -> Path:
+    """A hannet copy trained for one epoch with the tiny test network (its record says so)."""
+    root = copy_bundle("hannet", tmp_path_factory.mktemp("trained"))
+    run_workflow(configs(root, "train.json"), root, "train", "training", **overrides("hannet", "train"))
+    return root
+
+
+def test_export_folder_is_complete_and_runs_from_anywhere(trained_hannet: Path, tmp_path: Path):
+    dest = tmp_path / "exported" / "my_hannet"
+    assert main(["export", str(trained_hannet), str(dest)]) == 0
+    names = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    assert {"LICENSE", "docs/README.md", "docs/data_license.txt", "configs/metadata.json"} <= names
+    assert {
+        "configs/train.json",
+        "configs/inference.json",
+        "configs/paper.json",
+        "configs/multi_gpu_train.json",
+    } <= names
+    assert {"models/model.pt", "models/model.record.json"} <= names
+    assert not any(n.startswith(("eval/", "data/")) or "checkpoint" in n for n in names), names
+    assert read_record(dest / "models" / "model.pt", "hannet", dest).record.network["features"] == [4, 8, 16, 32, 64]
+    # MONAI's own runner, from another folder, without any override but the window: the exported folder is the bundle
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(dest / "configs" / "inference.json")]
+    done = subprocess.run(cmd + ["--roi_size", "[64, 64]"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted((dest / "eval" / "predictions").glob("*_classes.png"))
+
+
+def test_export_zip_holds_the_bundle_folder(trained_hannet: Path, tmp_path: Path):
+    written = export_bundle(trained_hannet, tmp_path / "hannet_bundle", as_zip=True)
+    assert written == tmp_path / "hannet_bundle.zip"
+    with zipfile.ZipFile(written) as zf:
+        names = set(zf.namelist())
+    assert {"hannet/configs/inference.json", "hannet/models/model.pt", "hannet/models/model.record.json"} <= names
+    assert all(n.startswith("hannet/") for n in names)
+    assert not list(tmp_path.glob(".*partial*")), "a temporary folder was left behind"
+
+
+def test_export_of_an_untrained_bundle_and_with_a_checkpoint_from_elsewhere(trained_hannet: Path, tmp_path: Path):
+    plain = export_bundle("hannet", tmp_path / "untrained")
+    if not (BUNDLES_DIR / "hannet" / "models" / "model.pt").exists():
+        assert not (plain / "models").exists()
+    elsewhere = tmp_path / "weights"
+    elsewhere.mkdir()
+    shutil.copy2(trained_hannet / "models" / "model.pt", elsewhere / "best.pt")
+    shutil.copy2(record_path(trained_hannet / "models" / "model.pt"), record_path(elsewhere / "best.pt"))
+    written = export_bundle("hannet", tmp_path / "with_weights", checkpoint=elsewhere / "best.pt")
+    assert read_record(written / "models" / "model.pt").record.network["features"] == [4, 8, 16, 32, 64]
+
+
+def test_export_refusals_write_nothing(trained_hannet: Path, tmp_path: Path):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="exists and is not an empty folder"):
+        export_bundle("hannet", occupied)
+    assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
+    with pytest.raises(ExportError, match="unknown bundle"):
+        export_bundle("no_such_bundle", tmp_path / "x")
+    # weights without a record that do not fit the default network: refused, nothing written
+    elsewhere = tmp_path / "plain.pt"
+    shutil.copy2(trained_hannet / "models" / "model.pt", elsewhere)
+    with pytest.raises(ExportError, match="plain.pt.*do not fit"):
+        export_bundle("hannet", tmp_path / "bad", checkpoint=elsewhere)
+    # a record of another bundle
+    shutil.copy2(record_path(trained_hannet / "models" / "model.pt"), record_path(elsewhere))
+    record = json.loads(record_path(elsewhere).read_text())
+    record_path(elsewhere).write_text(json.dumps({**record, "bundle": "mcsa_unet"}))
+    with pytest.raises(ExportError, match="belongs to the bundle 'mcsa_unet'"):
+        export_bundle("hannet", tmp_path / "bad", checkpoint=elsewhere)
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".*partial*"))
+    assert main(["export", "hannet", str(occupied)]) == 2
