@@ -7,11 +7,15 @@ What runs: MONAI Label's own ``monaibundle`` sample app, copied from the install
 builds MONAI Label's ``BundleInferTask`` and ``BundleTrainTask`` from each bundle's ``inference.json``,
 ``train.json`` and ``metadata.json``; nothing of MONAI Label is replaced or mocked.
 
-The bundle copies keep their configs except for the tiny network widths and patch sizes of
-``tests/bundles/cases/<bundle>.py`` (so a check takes seconds on 2 CPU cores), and get an initial checkpoint
-``models/model.pt`` written from the copy's own ``network_def``. The studies folder holds odd-sized images written
-here (2D bundles) and images of the bundle's own embedded training sample, whose labels are submitted through
-``PUT /datastore/label`` before that bundle trains and removed afterwards, so every bundle trains on its own data.
+The bundle copies keep their configs except for the tiny patch, window and sample sizes of
+``tests/bundles/cases/<bundle>.py`` (so a check takes seconds on 2 CPU cores). Their network is never written into the
+configs: each copy gets ``models/model.pt`` (a plain state dict, as the model zoo ships) of the case's tiny network, a
+width the configs do not build, with its record ``models/model.record.json`` beside it, as a user's trained bundle
+has. The server must build that width from the record to infer and to fine-tune, and again after a restart.
+
+The studies folder holds odd-sized images written here (2D bundles) and images of the bundle's own embedded training
+sample, whose labels are submitted through ``PUT /datastore/label`` before that bundle trains and removed afterwards,
+so every bundle trains on its own data.
 
 PyPI's torchvision wheel does not load against the project's CPU torch build; MONAI Label imports only
 ``torchvision.utils.make_grid/save_image`` on this path, so the server process (only it) gets the stand-in in
@@ -31,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,8 @@ import torch  # noqa: E402
 from monai.bundle import ConfigParser  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from attnseg_monai.bundle import BUNDLES_DIR, list_bundles  # noqa: E402
+from attnseg_monai.bundle import BUNDLES_DIR, list_bundles, load_weights, read_record, record_path  # noqa: E402
+from attnseg_monai.networks import network_config  # noqa: E402
 from tests.bundles.cases import BUNDLE_CASES  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -109,19 +114,25 @@ def _full_ext(path: Path) -> str:
     return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
 
 
-def _copy_tiny_bundle(name: str, dest: Path) -> None:
-    """Copy a bundle with the test case's tiny network/patch sizes and an initial checkpoint of that network."""
+def _copy_tiny_bundle(name: str, dest: Path) -> dict[str, Any]:
+    """Copy a bundle with the test case's tiny sizes, and a trained-like model of the case's tiny network: a plain
+    state dict with its record beside it. Returns the recorded network (``network_config``)."""
     shutil.copytree(BUNDLES_DIR / name, dest, ignore=shutil.ignore_patterns("models", "eval", "data", "__pycache__"))
     case = BUNDLE_CASES[name]
     for config_file, kind in (("inference.json", "infer"), ("train.json", "train")):
         path = dest / "configs" / config_file
         config = json.loads(path.read_text())
-        for config_id, value in {**case["net"], **case[kind]}.items():
+        for config_id, value in case[kind].items():
             _set_id(config, config_id, value)
         path.write_text(json.dumps(config, indent=2))
-    network = _parser(dest, "inference.json").get_parsed_content("network_def")
+    parser = _parser(dest, "train.json")
+    parser.update(case["net"])  # the network only here: the configs keep their default width
+    network = parser.get_parsed_content("network_def")
     (dest / "models").mkdir()
-    torch.save({"model": network.state_dict()}, dest / "models" / "model.pt")
+    model = dest / "models" / "model.pt"
+    torch.save(network.state_dict(), model)
+    parser.get_parsed_content("record").record_for(network).write(record_path(model))
+    return network_config(network)
 
 
 def _training_items(bundle: Path) -> list[dict[str, str]]:
@@ -168,6 +179,7 @@ class BundleSetup:
     dims: int
     labels: dict[str, int]
     app_bundle: Path
+    network: dict[str, Any] = field(default_factory=dict)  # the recorded (tiny) network of models/model.pt
     probes: list[tuple[str, Path]] = field(default_factory=list)  # (image id, image file) for /infer
     train: list[tuple[str, Path]] = field(default_factory=list)  # (image id, label file) for PUT /datastore/label
     train_error: str = ""  # why the bundle's own training sample could not be made, if it could not
@@ -182,6 +194,7 @@ class Server:
     process: subprocess.Popen
     log: Path
     bundles: dict[str, BundleSetup]
+    restart: Callable[[], Server] | None = None  # a new server on the same app and studies
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -202,9 +215,9 @@ def _prepare(app: Path, studies: Path, names: list[str]) -> dict[str, BundleSetu
     label_store.mkdir()
     for index, name in enumerate(names):
         app_bundle = app / "model" / name
-        _copy_tiny_bundle(name, app_bundle)
+        network = _copy_tiny_bundle(name, app_bundle)
         dims, labels = _expected_labels(app_bundle)
-        setup = BundleSetup(name=name, dims=dims, labels=labels, app_bundle=app_bundle)
+        setup = BundleSetup(name=name, dims=dims, labels=labels, app_bundle=app_bundle, network=network)
         try:
             items = _training_items(app_bundle)
         except Exception as err:  # reported by this bundle's training test; the other bundles still run
@@ -251,15 +264,8 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=STOP_TIMEOUT_S)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("monailabel")
-    app = root / "apps" / "monaibundle"
-    shutil.copytree(_installed_sample_app(), app, ignore=shutil.ignore_patterns("__pycache__", "logs", "model"))
-    studies = root / "studies"
-    studies.mkdir()
-    setups = _prepare(app, studies, BUNDLES)
-
+def _start(root: Path, app: Path, studies: Path, setups: dict[str, BundleSetup], log_name: str) -> Server:
+    """Start MONAI Label on the app and studies; returns once ``/info/`` answers (bounded wait)."""
     port = _free_port()
     url = f"http://{HOST}:{port}"
     cmd = [
@@ -274,30 +280,45 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUB_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] = "false"
-    log = root / "server.log"
+    log = root / log_name
     with open(log, "w") as log_file:
         process = subprocess.Popen(
             cmd, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
     client = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, trust_env=False)
     srv = Server(url=url, client=client, process=process, log=log, bundles=setups)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            client.close()
+            pytest.fail(f"MONAI Label exited with {process.returncode} while starting:\n{srv.log_tail()}")
+        try:
+            if client.get("/info/", timeout=10).status_code == 200:
+                return srv
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            client.close()
+            _stop(process)
+            pytest.fail(f"MONAI Label did not answer /info/ within {STARTUP_TIMEOUT_S:.0f} s:\n{srv.log_tail()}")
+        time.sleep(1.0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("monailabel")
+    app = root / "apps" / "monaibundle"
+    shutil.copytree(_installed_sample_app(), app, ignore=shutil.ignore_patterns("__pycache__", "logs", "model"))
+    studies = root / "studies"
+    studies.mkdir()
+    setups = _prepare(app, studies, BUNDLES)
+    srv = _start(root, app, studies, setups, "server.log")
+    srv.restart = lambda: _start(root, app, studies, setups, "server_restarted.log")
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"MONAI Label exited with {process.returncode} while starting:\n{srv.log_tail()}")
-            try:
-                if client.get("/info/", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"MONAI Label did not answer /info/ within {STARTUP_TIMEOUT_S:.0f} s:\n{srv.log_tail()}")
-            time.sleep(1.0)
         yield srv
     finally:
-        client.close()
-        _stop(process)
+        srv.client.close()
+        _stop(srv.process)
 
 
 def _info(server: Server) -> dict[str, Any]:
@@ -402,6 +423,33 @@ def test_train_one_epoch_then_infer(server: Server, name: str, tmp_path: Path):
     assert final.is_file(), "the bundle's CheckpointSaver wrote no model_final.pt"
     state = torch.load(final, map_location="cpu", weights_only=True)
     assert "model" in state and state["model"], "model_final.pt holds no model weights"
+    # fine-tuning kept the recorded (tiny) network: the records beside the new checkpoints say so, and they load
+    for checkpoint in (final, setup.app_bundle / "models" / "model.pt"):
+        record = read_record(checkpoint, name, setup.app_bundle).record
+        assert record is not None and record.network == setup.network, f"{checkpoint.name}: another network"
+        load_weights(record.build_network(), checkpoint)
     # MONAI Label reloads model.pt when it changes; the bundle still answers with a valid mask after training
     image_id, image = setup.probes[0]
     _check_mask(_infer(server, name, image_id, image, tmp_path), image, setup)
+
+
+def test_restarted_server_builds_the_recorded_width(server: Server, tmp_path: Path):
+    """After the fine-tuning above, a new server on the same app builds every bundle from the record of its
+    models/model.pt (the tiny width, not the configs' default) and segments again."""
+    assert server.restart is not None
+    server.client.close()
+    _stop(server.process)
+    restarted = server.restart()
+    server.client, server.process, server.log, server.url = (
+        restarted.client,
+        restarted.process,
+        restarted.log,
+        restarted.url,
+    )
+    for name in BUNDLES:
+        setup = server.bundles[name]
+        assert setup.probes, f"no image to segment for {name}"
+        image_id, image = setup.probes[0]
+        _check_mask(_infer(server, name, image_id, image, tmp_path), image, setup)
+    log = server.log.read_text(errors="replace")
+    assert "size mismatch" not in log and "do not fit" not in log, server.log_tail()
