@@ -1,7 +1,7 @@
 """Tiny settings for the attention_unet bundle tests: 4..32 features, 32^3 patches and windows, small phantoms.
 
 The phantoms keep the default field of view (128 x 128 x 160 mm) on a 32^3 grid (4 x 4 x 5 mm; the pancreas still
-has 30-60 voxels), and the quick recipe keeps that spacing, so a case is one 32^3 window: one epoch, validation and
+has 30-60 voxels), and the training works at that spacing (recorded for inference), so a case is one 32^3 window: one epoch, validation and
 inference take seconds.
 """
 
@@ -16,7 +16,7 @@ CASE = {
         "val_interval": 1,
         "train_patch_size": [32, 32, 32],
         "roi_size": [32, 32, 32],
-        "quick_spacing": [4.0, 4.0, 5.0],
+        "target_spacing": [4.0, 4.0, 5.0],
         "num_samples": 1,
         "embedded_sample": _SAMPLE,
     },
