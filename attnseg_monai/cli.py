@@ -347,7 +347,14 @@ class AttnsegCLI:
             _out("\n".join(lines))
         self._exit_code = 0 if result.ok else 1
 
-    def export(self, bundle: str, dest: str, checkpoint: str | None = None, zip: bool = False) -> None:
+    def export(
+        self,
+        bundle: str,
+        dest: str,
+        checkpoint: str | None = None,
+        zip: bool = False,  # noqa: A002 - the CLI's option name
+        trust_bundle: bool = False,
+    ) -> None:
         """Write a self-contained copy of a bundle: configs, docs, licences and, when trained, its model + record.
 
         The copy runs with ``python -m monai.bundle run --config_file <dest>/configs/inference.json`` and loads in
@@ -355,13 +362,16 @@ class AttnsegCLI:
 
         Args:
             bundle: bundle name of this collection or bundle folder.
-            dest: the folder to create (must not exist or be empty); with --zip, the zip file.
-            checkpoint: weights to include instead of the bundle's models/model.pt (its record comes along).
+            dest: the folder to create (must not exist or be empty); with --zip, the zip file (.zip is added).
+            checkpoint: weights to include instead of the bundle's models/model.pt (its record comes along; without
+                a record they must load strictly into the network the bundle's inference.json builds).
             zip: write a MONAI bundle zip (``<name>/...`` inside) instead of a folder.
+            trust_bundle: allow checking a checkpoint without a record against a bundle folder from outside this
+                collection (its configs run code).
         """
         from .bundle.export import export_bundle
 
-        written = export_bundle(bundle, dest, checkpoint=checkpoint, as_zip=zip)
+        written = export_bundle(bundle, dest, checkpoint=checkpoint, as_zip=zip, trust_bundle=trust_bundle)
         _out(f"attnseg export: {written}")
 
 

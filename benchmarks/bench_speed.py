@@ -430,6 +430,7 @@ def bench_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict
     from monai.inferers import SlidingWindowInferer
     from PIL import Image
 
+    from attnseg_monai.bundle import load_weights
     from attnseg_monai.data.samples import make_nuclei_sample
 
     ckpt = Path(args.checkpoint) if args.checkpoint else ROOT / "bundles" / "hannet" / "models" / "model.pt"
@@ -438,14 +439,13 @@ def bench_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict
         return {"skipped": f"no checkpoint at {ckpt}"}
     parser = ConfigParser()
     parser.read_config(str(ROOT / "bundles" / "hannet" / "configs" / "inference.json"))
+    parser["bundle_root"] = str(ROOT / "bundles" / "hannet")
+    parser["ckpt_path"] = str(ckpt)  # the network recorded beside the checkpoint
     parser["device"] = "$torch.device('cpu')"
     for key, value in json.loads(args.accuracy_overrides or "{}").items():
         parser[key] = value
     net = parser.get_parsed_content("network_def")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    net.load_state_dict(state)
+    load_weights(net, ckpt)
     net.eval()
     fast = parser.get_parsed_content("inferer")
     parser["precision"] = "fp32"  # the bundle's own window grid in float32: separates precision from grid
@@ -502,6 +502,8 @@ def _training_case(bundle: str, quick: bool) -> dict[str, Any]:
 
     parser = ConfigParser()
     parser.read_config(str(ROOT / "bundles" / bundle / "configs" / "train.json"))
+    parser["bundle_root"] = str(ROOT / "bundles" / bundle)
+    parser["network_def#record"] = None  # the recipe's network, whatever a trained models/model.pt records
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network")
     loss = parser.get_parsed_content("loss")

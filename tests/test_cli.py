@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attnseg_monai.bundle import BUNDLES_DIR
 from attnseg_monai.cli import main
 from tests.inference.helpers import (
     HANNET_OVERRIDES,
@@ -53,7 +54,8 @@ def test_list_and_info(capsys):
     assert info["network"] == "attnseg_monai.networks.nets.HanNet" and info["network_args"]["out_channels"] == 3
     assert info["classes"] == {"0": "background", "1": "nucleus", "2": "boundary"}
     assert info["parameters"] > 0 and info["gflops"] > 0 and info["flops_input_size"] == [64, 64]
-    assert info["version"] == "0.1.1" and [o["postfix"] for o in info["outputs"]] == ["instances", "classes"]
+    version = json.loads((BUNDLES_DIR / "hannet" / "configs" / "metadata.json").read_text())["version"]
+    assert info["version"] == version and [o["postfix"] for o in info["outputs"]] == ["instances", "classes"]
     assert main(["info", "hannet", "--overrides", json.dumps(HANNET_OVERRIDES)]) == 0
     assert "kFLOP/pixel" in capsys.readouterr().out
 

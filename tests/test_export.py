@@ -10,10 +10,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
-from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
+from attnseg_monai.bundle import read_record, record_path
 from attnseg_monai.bundle.export import ExportError, export_bundle
 from attnseg_monai.cli import main
+from attnseg_monai.inference import load_bundle
 from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,11 +43,14 @@ def test_export_folder_is_complete_and_runs_from_anywhere(trained_hannet: Path, 
     assert {"models/model.pt", "models/model.record.json"} <= names
     assert not any(n.startswith(("eval/", "data/")) or "checkpoint" in n for n in names), names
     assert read_record(dest / "models" / "model.pt", "hannet", dest).record.network["features"] == [4, 8, 16, 32, 64]
-    # MONAI's own runner, from another folder, without any override but the window: the exported folder is the bundle
+    # MONAI's own runner, from another folder, on one sample, without any override but the window and the input:
+    # the exported folder is the bundle (its record gives the tiny network)
+    sample = sorted((trained_hannet / "data" / "generated" / "nuclei" / "images").glob("*.png"))[0]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(dest / "configs" / "inference.json")]
-    done = subprocess.run(cmd + ["--roi_size", "[64, 64]"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    cmd += ["--roi_size", "[64, 64]", "--dataset_dir", str(sample)]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted((dest / "eval" / "predictions").glob("*_classes.png"))
+    assert [p.name for p in (dest / "eval" / "predictions").glob("*_classes.png")] == [f"{sample.stem}_classes.png"]
 
 
 def test_export_zip_holds_the_bundle_folder(trained_hannet: Path, tmp_path: Path):
@@ -59,9 +64,18 @@ def test_export_zip_holds_the_bundle_folder(trained_hannet: Path, tmp_path: Path
 
 
 def test_export_of_an_untrained_bundle_and_with_a_checkpoint_from_elsewhere(trained_hannet: Path, tmp_path: Path):
-    plain = export_bundle("hannet", tmp_path / "untrained")
-    if not (BUNDLES_DIR / "hannet" / "models" / "model.pt").exists():
-        assert not (plain / "models").exists()
+    fresh = copy_bundle("hannet", tmp_path / "fresh")
+    untrained = export_bundle(fresh, tmp_path / "untrained")
+    assert (untrained / "configs" / "inference.json").is_file() and not (untrained / "models").exists()
+    # a plain state dict (no record, as the model zoo ships) that fits the network inference.json builds
+    fitting = tmp_path / "zoo_model.pt"
+    torch.save(load_bundle(fresh, trust_bundle=True, load_weights=False).network.state_dict(), fitting)
+    written = export_bundle("hannet", tmp_path / "zoo", checkpoint=fitting)
+    assert (written / "models" / "model.pt").is_file() and not record_path(written / "models" / "model.pt").exists()
+    # ... checked against an outside folder's config only when that folder is trusted (its configs run code)
+    with pytest.raises(ExportError, match="trust_bundle"):
+        export_bundle(trained_hannet, tmp_path / "untrusted", checkpoint=fitting)
+    assert not (tmp_path / "untrusted").exists()
     elsewhere = tmp_path / "weights"
     elsewhere.mkdir()
     shutil.copy2(trained_hannet / "models" / "model.pt", elsewhere / "best.pt")
@@ -91,4 +105,16 @@ def test_export_refusals_write_nothing(trained_hannet: Path, tmp_path: Path):
     with pytest.raises(ExportError, match="belongs to the bundle 'mcsa_unet'"):
         export_bundle("hannet", tmp_path / "bad", checkpoint=elsewhere)
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".*partial*"))
+    # a folder that is not a bundle, a missing checkpoint, a zip file that exists (also as a folder)
+    with pytest.raises(ExportError, match="metadata.json not found"):
+        export_bundle(occupied, tmp_path / "x")
+    with pytest.raises(ExportError, match="missing.pt not found"):
+        export_bundle("hannet", tmp_path / "x", checkpoint=tmp_path / "missing.pt")
+    (tmp_path / "taken.zip").write_bytes(b"mine")
+    (tmp_path / "empty.zip").mkdir()
+    for taken in ("taken", "empty.zip"):
+        with pytest.raises(ExportError, match="already exists"):
+            export_bundle("hannet", tmp_path / taken, as_zip=True)
+    assert (tmp_path / "taken.zip").read_bytes() == b"mine" and not any((tmp_path / "empty.zip").iterdir())
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".*partial*"))
     assert main(["export", "hannet", str(occupied)]) == 2

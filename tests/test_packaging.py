@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as pip vendors it
     from pip._vendor import tomli as tomllib
-from attnseg_monai.bundle.export import BUNDLE_FILES
+from attnseg_monai.bundle.export import BUNDLE_FILES, _bundle_files
 from tests.bundles.helpers import overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,33 @@ def test_every_package_is_listed_and_the_bundles_are_packaged_as_exported():
     assert sorted(tool["package-data"]["attnseg_monai.bundles"]) == sorted(f"*/{g}" for g in BUNDLE_FILES)
 
 
+#: what a run leaves in a bundle folder: never packaged (planted in the source copy the wheel is built from)
+RUN_OUTPUTS = (
+    "models/model.pt",
+    "models/model.record.json",
+    "models/checkpoint_epoch=1.pt",
+    "eval/predictions/x_classes.png",
+    "runs/events.out",
+    "data/generated/nuclei/images/x.png",
+    "configs/monailabel_train.json",
+)
+
+
+def _source_copy(dest: Path) -> Path:
+    """What the wheel is built from: the package, the bundles and the project files of this checkout, without run
+    outputs or an earlier build (in-tree ``build/`` leftovers would be packaged too), plus planted run outputs."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "attnseg_monai", dest / "attnseg_monai", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(BUNDLES_DIR, dest / "bundles", ignore=shutil.ignore_patterns("models", "eval", "runs", "data"))
+    for name in list_bundles():
+        for rel in RUN_OUTPUTS:
+            (dest / "bundles" / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / "bundles" / name / rel).write_text("a run output")
+    return dest
+
+
 def _tree(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
@@ -53,13 +82,26 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_wheel_in_a_fresh_environment_lists_exports_trains_and_infers(tmp_path: Path):
     before = _tree(BUNDLES_DIR)
+    source = _source_copy(tmp_path / "source")
     wheels = tmp_path / "wheels"
     _run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)],
         tmp_path,
         {**os.environ},
     )
     (wheel,) = wheels.glob("attnseg_monai-*.whl")
+    # the wheel's bundles are exactly what `attnseg export` copies: configs, docs, licences; no run output
+    with zipfile.ZipFile(wheel) as zf:
+        packaged = {n for n in zf.namelist() if n.startswith("attnseg_monai/bundles/")}
+    expected = {
+        f"attnseg_monai/bundles/{name}/{path.relative_to(source / 'bundles' / name).as_posix()}"
+        for name in list_bundles()
+        for path in _bundle_files(source / "bundles" / name)
+    }
+    assert packaged == expected, sorted(packaged ^ expected)
+    for name in list_bundles():
+        for rel in ("LICENSE", "configs/metadata.json", "configs/inference.json", "docs/data_license.txt"):
+            assert f"attnseg_monai/bundles/{name}/{rel}" in packaged
 
     # a new virtual environment that sees this one's torch/MONAI (a .pth line) but not its editable attnseg install
     venv = tmp_path / "venv"
@@ -92,4 +134,12 @@ def test_wheel_in_a_fresh_environment_lists_exports_trains_and_infers(tmp_path: 
     infer = [str(python), "-m", "monai.bundle", "run", "--config_file", str(exported / "configs" / "inference.json")]
     _run(infer + ["--roi_size", "[64, 64]"], tmp_path, env)
     assert sorted((exported / "eval" / "predictions").glob("*_classes.png"))
+    # attnseg infer with an installed bundle, from any folder (its weights elsewhere, their record beside them)
+    tiles = work / "tiles"
+    tiles.mkdir()
+    shutil.copy2(next((exported / "data" / "generated" / "nuclei" / "images").glob("*.png")), tiles)
+    attnseg_infer = [str(venv / "bin" / "attnseg"), "infer", "hannet", "tiles", "out", "--noprogress"]
+    checkpoint = ["--checkpoint", str(exported / "models" / "model.pt"), "--num_workers", "0"]
+    _run(attnseg_infer + checkpoint + ["--overrides", '{"roi_size": [64, 64]}'], work, env)
+    assert sorted((work / "out").glob("*_classes.png"))
     assert _tree(BUNDLES_DIR) == before, "the installed package wrote into the checkout's bundles/"

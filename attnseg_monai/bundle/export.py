@@ -65,21 +65,47 @@ def _bundle_files(root: Path) -> list[Path]:
     return sorted(p for p in found if p not in skip)
 
 
-def _checked_model(root: Path, name: str, checkpoint: Path) -> Path | None:
+def _checked_model(root: Path, name: str, checkpoint: Path, trust_bundle: bool) -> Path | None:
     """The record beside ``checkpoint`` after checking both (or ``None`` for a plain state dict that fits)."""
     if not checkpoint.is_file():
-        raise ExportError(f"checkpoint {checkpoint} not found.")
+        raise ExportError(f"checkpoint {checkpoint} not found: pass an existing weights file with --checkpoint.")
     try:
         found = read_record(checkpoint, name, root)
         if found.record is not None:
-            load_weights(found.record.build_network(), checkpoint)
+            load_weights(found.record.build_network(record_path(checkpoint)), checkpoint)
             return record_path(checkpoint)
         from ..inference.bundle_loader import load_bundle
 
-        load_bundle(root, checkpoint=checkpoint, trust_bundle=True)  # strict: every tensor or an error
+        # no record: the weights must fit the network the bundle's inference.json builds (every tensor, strictly);
+        # parsing the config runs its code, so a folder outside the collection needs trust_bundle, as for infer
+        load_bundle(root, checkpoint=checkpoint, trust_bundle=trust_bundle)
     except (RecordError, ValueError) as exc:
         raise ExportError(f"not exporting {checkpoint}: {exc}") from exc
     return None
+
+
+def _destination(dest: str | os.PathLike, as_zip: bool) -> Path:
+    target = Path(dest).expanduser().absolute()
+    if as_zip:
+        if target.suffix != ".zip":
+            target = target.with_name(target.name + ".zip")
+        if target.exists() or target.is_symlink():
+            raise ExportError(f"{target} already exists: choose a new zip file name or remove it.")
+    elif target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+        raise ExportError(f"{target} exists and is not an empty folder: choose a new destination or remove it.")
+    return target
+
+
+def _write(root: Path, folder: Path, model: Path, record: Path | None) -> None:
+    for path in _bundle_files(root):
+        out = folder / path.relative_to(root)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out)
+    if model.is_file():
+        (folder / "models").mkdir()
+        shutil.copy2(model, folder / "models" / "model.pt")
+        if record is not None:
+            shutil.copy2(record, record_path(folder / "models" / "model.pt"))
 
 
 def export_bundle(
@@ -88,6 +114,7 @@ def export_bundle(
     *,
     checkpoint: str | os.PathLike | None = None,
     as_zip: bool = False,
+    trust_bundle: bool = False,
 ) -> Path:
     """Write a self-contained copy of ``bundle`` to ``dest`` (a folder, or with ``as_zip`` a ``.zip`` file).
 
@@ -98,35 +125,30 @@ def export_bundle(
         checkpoint: the weights to include (default: the bundle's ``models/model.pt`` when it exists). With a record
             beside it, the record comes along; without one, the weights must load strictly into the network the
             bundle's ``inference.json`` builds.
+        as_zip: write a zip file instead of a folder.
+        trust_bundle: allow checking a checkpoint without a record against the ``inference.json`` of a bundle folder
+            outside this collection (parsing a config runs its code; not needed for a checkpoint with a record).
 
     Returns:
         the folder or zip file written.
 
     Raises:
-        ExportError: unknown bundle, existing destination, or a checkpoint that does not fit its bundle.
+        ExportError: unknown bundle, existing destination, a checkpoint that does not fit its bundle, or a
+            destination that cannot be written.
     """
     root = _source(bundle)
     name = root.name
-    target = Path(dest).expanduser().absolute()
-    if as_zip and target.suffix != ".zip":
-        target = target.with_name(target.name + ".zip")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ExportError(f"{target} exists and is not an empty folder: choose a new destination or remove it.")
+    target = _destination(dest, as_zip)
     model = Path(checkpoint).expanduser() if checkpoint is not None else root / "models" / "model.pt"
-    record = _checked_model(root, name, model) if checkpoint is not None or model.is_file() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    record = _checked_model(root, name, model, trust_bundle) if checkpoint is not None or model.is_file() else None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write beside {target}: {exc}; choose a destination in a writable folder.") from exc
     try:
         folder = staging / name
-        for path in _bundle_files(root):
-            out = folder / path.relative_to(root)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, out)
-        if model.is_file():
-            (folder / "models").mkdir()
-            shutil.copy2(model, folder / "models" / "model.pt")
-            if record is not None:
-                shutil.copy2(record, record_path(folder / "models" / "model.pt"))
+        _write(root, folder, model, record)
         if as_zip:
             archive = staging / "bundle.zip"
             with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -138,6 +160,8 @@ def export_bundle(
             if target.is_dir():
                 target.rmdir()  # empty, checked above
             os.replace(folder, target)
+    except OSError as exc:
+        raise ExportError(f"exporting {root} to {target} failed: {exc}; nothing was written there.") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -146,17 +146,25 @@ class BundleRecord:
             raise RecordError(f"{p}: unreadable bundle record ({type(exc).__name__}: {exc}).") from exc
         return cls.from_dict(data, p)
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def write(self, path: str | os.PathLike) -> Path:
         """Write the record atomically (a complete file or the previous one, never half of it)."""
         p = Path(path)
         with atomic_open(p, "w") as handle:
-            handle.write(json.dumps(self.to_dict(), indent=2) + "\n")
+            handle.write(self.to_json())
         return p
 
-    def build_network(self) -> nn.Module:
-        """The network the record describes, freshly initialised."""
+    def build_network(self, source: str | os.PathLike = "<record>") -> nn.Module:
+        """The network the record describes, freshly initialised.
+
+        Raises:
+            RecordError: if the record's ``_target_`` is not a network class of this package's registry (a record is
+                data: it never names a function or class to run other than a registered network).
+        """
         config = dict(self.network)
-        target = _locate(config.pop("_target_"), "the record's network")
+        target = _network_class(str(config.pop("_target_")), source)
         return target(**config)
 
 
@@ -168,6 +176,28 @@ def _locate(target: str, what: str) -> Any:
     if obj is None:
         raise RecordError(f"{what}: cannot import {target!r}.")
     return obj
+
+
+def _network_class(target: str, source: str | os.PathLike) -> type[nn.Module]:
+    """The registered network class a record's ``_target_`` names; anything else is refused (never imported and
+    called: a record file beside a downloaded checkpoint must not be a way to run code)."""
+    from ..networks.registry import registered_classes
+
+    classes = registered_classes()
+    by_name = {f"{c.__module__}.{c.__qualname__}": c for c in classes}
+    by_name.update({_public_name(c): c for c in classes})
+    if target not in by_name:
+        raise RecordError(
+            f"{source}: the record names the network {target!r}, which is not a network class of attnseg_monai "
+            f"({', '.join(sorted(_public_name(c) for c in classes))}); refused."
+        )
+    return by_name[target]
+
+
+def _public_name(cls: type) -> str:
+    from ..networks.registry import _public_target
+
+    return _public_target(cls)
 
 
 def _bundle_metadata(bundle_root: str | os.PathLike) -> dict[str, Any]:
@@ -339,8 +369,8 @@ def starting_record(
     return read_record(model, bundle=bundle, bundle_root=bundle_root) if model.is_file() else None
 
 
-def _same_target(a: str, b: str) -> bool:
-    return a == b or _locate(a, a) is _locate(b, b)
+def _same_target(recorded: str, network: str, source: str | os.PathLike) -> bool:
+    return recorded == network or _network_class(recorded, source) is _locate(network, network)
 
 
 def build_network(network: str, record: CheckpointRecord | None = None, **kwargs: Any) -> nn.Module:
@@ -365,7 +395,7 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
         recorded = record.record
         source = record_path(record.checkpoint)
         target = str(recorded.network["_target_"])
-        if not _same_target(target, network):
+        if not _same_target(target, network, source):
             raise RecordError(
                 f"{source}: the checkpoint {record.checkpoint.name} was made by {target}, this config builds "
                 f"{network}; pass a checkpoint of this bundle."
@@ -381,7 +411,7 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
                 f"{source}: the checkpoint {record.checkpoint.name} was trained for {text}; the config and the "
                 "checkpoint are for different tasks: pass the matching checkpoint or config."
             )
-        net = recorded.build_network()
+        net = recorded.build_network(source)
         logger.info("network built from the record %s (recipe %s)", source, recorded.recipe)
     else:
         net = _locate(network, "network_def")(**kwargs)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["register_network", "get_network", "list_networks", "network_config"]
+__all__ = ["register_network", "get_network", "list_networks", "network_config", "registered_classes"]
 
 #: attribute under which a registered network keeps its construction arguments
 CONFIG_ATTR = "_attnseg_network_config"
@@ -109,6 +109,11 @@ def network_config(network: nn.Module) -> dict[str, Any]:
             "with attnseg_monai.networks.register_network, with JSON-serialisable arguments."
         )
     return json.loads(json.dumps(config))
+
+
+def registered_classes() -> list[type[nn.Module]]:
+    """The registered network classes (not the preset functions)."""
+    return [obj for obj in dict.fromkeys(_NETWORKS.values()) if inspect.isclass(obj) and issubclass(obj, nn.Module)]
 
 
 def get_network(name: str, **kwargs: Any) -> nn.Module:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from monai.handlers import CheckpointSaver
 
-from .atomic import atomic_torch_save
+from .atomic import atomic_open, atomic_torch_save
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -134,13 +134,17 @@ class AtomicCheckpointSaver(CheckpointSaver):
             )
             return False
         record = self._record()
-        if record is not None:
-            from ..bundle.record import record_path
+        if record is None:
+            atomic_torch_save(checkpoint, path, save=func)
+            return True
+        from ..bundle.record import record_path
 
-            # the record first: a kill between the two leaves the old weights with a new record, which every
-            # consumer refuses loudly (the shapes are checked), never a silently half-described checkpoint
-            record.write(record_path(path))
-        atomic_torch_save(checkpoint, path, save=func)
+        # the record's temporary file is written first and renamed only after the checkpoint is complete: a kill
+        # leaves hidden temporaries, or (between the two renames) the new weights beside the previous record,
+        # which every consumer refuses loudly (the shapes are checked): never a record without its checkpoint
+        with atomic_open(record_path(path), "w") as handle:
+            handle.write(record.to_json())
+            atomic_torch_save(checkpoint, path, save=func)
         return True
 
     def _record(self) -> Any:

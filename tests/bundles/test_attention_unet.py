@@ -1,5 +1,8 @@
 """attention_unet bundle: geometry round trips, attention-map NIfTI, per-organ metrics in mm, recipes, the record.
 
+The recipes are config files: ``train.json`` is the quick recipe on any data, ``paper.json`` layered on it the paper's;
+a tiny paper-recipe training is then served from its record alone (width, spacing, windows, HU window).
+
 The round trips run the bundle's real ``inference.json`` (+ ``save_attention.json``) once, with a tiny randomly
 initialised network, on an oblique NIfTI (qform and sform with different codes) and on an LPS DICOM series written
 here with pydicom: the predictions and attention maps must come back on the input grid with the input's header.
@@ -23,10 +26,12 @@ from monai.metrics import compute_hausdorff_distance
 from monai.networks.utils import one_hot
 from monai.transforms import Compose, ScaleIntensity
 
-from attnseg_monai.bundle import BUNDLES_DIR, record_path
+from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
 from attnseg_monai.bundle.attention_maps import AttentionMapsd, sliding_window_attention_maps
 from attnseg_monai.data import make_pancreas_sample
 from attnseg_monai.networks.nets import GridAttentionUNet
+from tests.bundles.cases.attention_unet import CASE as TINY
+from tests.bundles.helpers import configs, copy_bundle, run_workflow
 from tests.inference.helpers import write_dicom_series
 
 ROOT = BUNDLES_DIR / "attention_unet"
@@ -257,63 +262,152 @@ def test_evaluation_metrics_per_organ_in_mm(tmp_path):
     assert "hd95_pancreas" in (tmp_path / "metrics.csv").read_text()
 
 
-def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
-    parser = _parser("train.json")
-    assert parser.get_parsed_content("use_embedded_data") is True and parser.get_parsed_content("recipe") == "quick"
-    assert parser.get_parsed_content("target_spacing") == parser["quick_spacing"]
-    assert parser.get_parsed_content("max_epochs") == parser["quick_epochs"]
-    # the quick recipe: narrow network, foreground-centred patches, bf16 autocast where the CPU computes it
-    assert parser.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
-    assert parser.get_parsed_content("train#random_transforms#0#neg") == 0
-    assert parser.get_parsed_content("train#trainer#iteration_update").precision == "auto"
-    # a (tiny) MSD Task07 folder elsewhere with paper.json layered: the authors' CT setting
+def _config_strings(node, path: str = "") -> list[tuple[str, str]]:
+    """Every string of a raw config with its id (``train#dataset#data``)."""
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in _config_strings(v, f"{path}#{k}" if path else str(k))]
+    if isinstance(node, list):
+        return [x for i, v in enumerate(node) for x in _config_strings(v, f"{path}#{i}")]
+    return [(path, node)] if isinstance(node, str) else []
+
+
+def test_no_setting_depends_on_where_the_data_lies():
+    """``use_embedded_data`` chooses (or generates) the data and nothing else; no side file records a recipe."""
+    data_ids = {"datalist", "all_items"}
+    for name in ("train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json"):
+        text = (CONFIGS / name).read_text()
+        assert "recipe.json" not in text and "write_recipe" not in text, name
+        users = {i for i, v in _config_strings(json.loads(text)) if "@use_embedded_data" in v}
+        assert users <= data_ids, f"{name}: {sorted(users - data_ids)} switch on the data folder"
+
+
+def test_train_json_is_the_quick_recipe_whatever_the_data(tmp_path):
     task = tmp_path / "Task07_Pancreas"
     make_pancreas_sample(task, num_cases=6, num_test=0, shape=(48, 48, 16), spacing=(2.5, 2.5, 8.0))
-    parser = _parser("train.json", "paper.json", dataset_dir=str(task), output_dir=str(tmp_path / "eval"))
-    assert parser.get_parsed_content("use_embedded_data") is False and parser.get_parsed_content("recipe") == "paper"
-    assert parser.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
-    assert parser.get_parsed_content("train_patch_size") == [160, 160, 96]
-    assert parser.get_parsed_content("max_epochs") == 1000
-    assert parser.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)
-    assert parser.get_parsed_content("train#random_transforms#0#neg") == 1
-    # the authors' CT setting: soft Dice only, scaling 0.7-1.3, Adam 1e-4 with a x0.1 step every 250 epochs
-    assert parser.get_parsed_content("loss").loss.lambda_ce == 0.0
-    assert parser.get_parsed_content("train#random_transforms#3#scale_range") == [0.3, 0.3, 0.3]
-    scheduler = parser.get_parsed_content("lr_scheduler")
-    assert (scheduler.step_size, scheduler.gamma) == (250, 0.1) and parser.get_parsed_content("learning_rate") == 1e-4
-    spec = parser.get_parsed_content("record")
-    assert spec.recipe == "paper"
-    assert spec.preprocessing == {
-        "target_spacing": [2.0, 2.0, 2.0],
-        "hu_window": [-100.0, 240.0],
-        "roi_size": [160] * 2 + [96],
-    }
+    for extra in ({}, {"dataset_dir": str(task), "output_dir": str(tmp_path / "eval")}):
+        parser = _parser("train.json", **extra)
+        assert parser.get_parsed_content("use_embedded_data") is (not extra)
+        assert parser.get_parsed_content("recipe") == "quick"
+        assert parser.get_parsed_content("target_spacing") == [1.6, 1.6, 2.5]
+        assert parser.get_parsed_content("train_patch_size") == [48, 48, 32]
+        assert parser.get_parsed_content("roi_size") == [64, 64, 32]
+        assert parser.get_parsed_content("max_epochs") == parser["quick_epochs"] == 60
+        assert parser.get_parsed_content("val_interval") == 20
+        assert parser.get_parsed_content("learning_rate") == 0.003
+        # the quick recipe: narrow network, foreground-centred patches x4, Dice + CE, cosine schedule, bf16 autocast
+        assert parser.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
+        assert parser.get_parsed_content("train#random_transforms#0#neg") == 0
+        assert parser.get_parsed_content("train#random_transforms#0#num_samples") == 4
+        assert parser.get_parsed_content("loss").loss.lambda_ce == 1.0
+        assert parser.get_parsed_content("train#random_transforms#3#scale_range") == [0.15] * 3
+        assert type(parser.get_parsed_content("lr_scheduler")).__name__ == "CosineAnnealingLR"
+        assert parser.get_parsed_content("train#trainer#iteration_update").precision == "auto"
+        spec = parser.get_parsed_content("record")
+        assert spec.recipe == "quick"
+        assert spec.preprocessing == {
+            "target_spacing": [1.6, 1.6, 2.5],
+            "hu_window": [-100.0, 240.0],
+            "roi_size": [64, 64, 32],
+        }
     train, val = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
     assert len(train) == 5 and len(val) == 1 and all(Path(i["label"]).is_file() for i in train + val)
     assert json.loads((tmp_path / "eval" / "datalist.json").read_text())["validation"]
-    # the dataset folder alone changes no setting: train.json on the same data is the quick recipe
-    quick = _parser("train.json", dataset_dir=str(task), output_dir=str(tmp_path / "eval2"))
-    assert quick.get_parsed_content("target_spacing") == [1.6, 1.6, 2.5]
-    assert quick.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
 
 
-def test_inference_builds_the_network_and_windows_the_record_holds(tmp_path):
-    """The record written beside a paper-recipe checkpoint decides width, spacing, windows and HU window."""
-    train = _parser("train.json", "paper.json", **{"paper_features": [4, 8, 16, 32, 64]})
-    net = train.get_parsed_content("network_def")
-    (tmp_path / "models").mkdir()
-    checkpoint = tmp_path / "models" / "model.pt"
-    torch.save(net.state_dict(), checkpoint)
-    train.get_parsed_content("record").record_for(net).write(record_path(checkpoint))
-    infer = _parser("inference.json", ckpt_path=str(checkpoint))
-    assert infer.get_parsed_content("network_def").features == (4, 8, 16, 32, 64)
-    assert infer.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
-    assert infer.get_parsed_content("roi_size") == [160, 160, 96]
-    assert infer.get_parsed_content("hu_window") == [-100.0, 240.0]
-    # without a record (weights from elsewhere): the quick recipe's values, and these weights do not fit them
-    record_path(checkpoint).unlink()
-    infer = _parser("inference.json", ckpt_path=str(checkpoint))
-    assert infer.get_parsed_content("roi_size") == [64, 64, 32]
+def test_paper_json_is_the_papers_recipe():
+    """train.json + paper.json: the authors' CT setting (Oktay et al., their config_unet_ct_multi_att_dsv.json)."""
+    assert json.loads((CONFIGS / "paper.json").read_text())["recipe"] == "paper"
+    parser = _parser("train.json", "paper.json")
+    assert parser.get_parsed_content("recipe") == "paper"
+    assert parser.get_parsed_content("target_spacing") == [2.0, 2.0, 2.0]
+    assert parser.get_parsed_content("train_patch_size") == [160, 160, 96]
+    assert parser.get_parsed_content("roi_size") == [160, 160, 96]
+    assert parser.get_parsed_content("max_epochs") == parser["paper_epochs"] == 1000
+    assert parser.get_parsed_content("val_interval") == 10
+    assert parser.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)
+    # one patch per case, 2 foreground-centred : 1 background-centred
+    assert parser.get_parsed_content("train#random_transforms#0#num_samples") == 1
+    assert parser.get_parsed_content("train#random_transforms#0#neg") == 1
+    # soft Dice only, scaling 0.7-1.3, Adam 1e-4 with a x0.1 step every 250 epochs
+    assert parser.get_parsed_content("loss").loss.lambda_ce == 0.0
+    assert parser.get_parsed_content("train#random_transforms#3#scale_range") == [0.3, 0.3, 0.3]
+    optimizer = parser.get_parsed_content("optimizer")
+    assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["weight_decay"] == 1e-6
+    scheduler = parser.get_parsed_content("lr_scheduler")
+    assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
+    assert (scheduler.step_size, scheduler.gamma) == (250, 0.1) and scheduler.optimizer is optimizer
+    # what inference must repeat goes into the record
+    spec = parser.get_parsed_content("record")
+    assert spec.recipe == "paper"
+    assert spec.preprocessing == {"target_spacing": [2.0] * 3, "hu_window": [-100.0, 240.0], "roi_size": [160, 160, 96]}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_tiny_paper_training_is_served_as_recorded(tmp_path):
+    """Train (paper recipe, a tiny non-default width, another HU window), then inference and evaluation from the
+    record alone: width, spacing, windows and HU window are the trained ones without repeating any of them."""
+    root = copy_bundle("attention_unet", tmp_path)
+    sample = TINY["infer"]["embedded_sample"]
+    trained = {"features": [4, 8, 16, 32, 64], "roi_size": [32, 32, 32], "hu_window": [-150.0, 250.0]}
+    run_workflow(
+        configs(root, "train.json", "paper.json"),
+        root,
+        "train",
+        "training",
+        bundle_root=str(root),
+        paper_epochs=1,
+        val_interval=1,
+        train_patch_size=[32, 32, 32],
+        embedded_sample=sample,
+        **trained,
+    )
+    preprocessing = {"target_spacing": [2.0, 2.0, 2.0], "hu_window": [-150.0, 250.0], "roi_size": [32, 32, 32]}
+    for name in ("model.pt", "model_final.pt"):
+        record = read_record(root / "models" / name).record
+        assert record is not None and record.recipe == "paper" and record.bundle == "attention_unet", name
+        assert list(record.network["features"]) == trained["features"]
+        assert record.preprocessing == preprocessing
+        assert record.classes == {"0": "background", "1": "pancreas", "2": "cancer"}
+
+    def check(parser: ConfigParser, spacing: list, window: list, roi: list, features: tuple) -> None:
+        assert parser.get_parsed_content("target_spacing") == spacing
+        assert parser.get_parsed_content("hu_window") == window
+        assert parser.get_parsed_content("roi_size") == roi
+        assert parser.get_parsed_content("network_def").features == features
+        steps = {type(t).__name__: t for t in parser.get_parsed_content("preprocessing").transforms}
+        assert steps["ResampleToSpacingd"].pixdim == tuple(spacing)
+        scaler = steps["ScaleIntensityRanged"].scaler
+        assert [scaler.a_min, scaler.a_max] == window
+
+    recorded = ([2.0, 2.0, 2.0], [-150.0, 250.0], [32, 32, 32], (4, 8, 16, 32, 64))
+    # the bundle's own configs, nothing but the bundle folder given: inference and evaluation as trained
+    for files in (["inference.json"], ["inference.json", "evaluate.json"], ["inference.json", "save_attention.json"]):
+        parser = ConfigParser()
+        parser.read_config(configs(root, *files))
+        parser["bundle_root"] = str(root)
+        check(parser, *recorded)
+    assert parser.get_parsed_content("attention_maps").roi_size == [32, 32, 32]
+    # and it runs: the strict loader takes every tensor of model.pt into the recorded network
+    run_workflow(configs(root, "inference.json"), root, "infer", "run", embedded_sample=sample)
+    written = sorted(p.name for p in (root / "eval" / "predictions").glob("*_seg.nii.gz"))
+    assert len(written) == 2, written
+    # the weights copied elsewhere without their record: the quick recipe's defaults, which the weights do not fit
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(root / "models" / "model.pt", elsewhere / "model.pt")
+    bare = ConfigParser()
+    bare.read_config(configs(root, "inference.json"))
+    bare.update({"bundle_root": str(root), "ckpt_path": str(elsewhere / "model.pt")})
+    assert bare.get_parsed_content("target_spacing") == [1.6, 1.6, 2.5]
+    assert bare.get_parsed_content("hu_window") == [-100.0, 240.0]
+    assert bare.get_parsed_content("roi_size") == [64, 64, 32]
     with pytest.raises(RuntimeError) as info:
-        infer.get_parsed_content("network_def")
+        bare.get_parsed_content("network_def")
     assert "do not fit" in str(info.value.__cause__)
+    # with its record beside it, the checkpoint elsewhere decides again (its own folder, not the bundle's models/)
+    shutil.copy(record_path(root / "models" / "model.pt"), record_path(elsewhere / "model.pt"))
+    shutil.rmtree(root / "models")
+    moved = ConfigParser()
+    moved.read_config(configs(root, "inference.json"))
+    moved.update({"bundle_root": str(root), "ckpt_path": str(elsewhere / "model.pt")})
+    check(moved, *recorded)

@@ -262,3 +262,27 @@ def test_truncated_unsafe_and_mismatching_checkpoints_load_nothing(tmp_path: Pat
     with pytest.raises(WeightsMismatchError, match=r"model\.pt.*different shape.*nothing was loaded"):
         load_weights(net, path)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "a partial load happened"
+
+
+def test_a_record_never_names_anything_but_a_network_class(tmp_path: Path):
+    """A record is data: a _target_ other than a registered network class is refused, never imported and called."""
+    marker = tmp_path / "pwned"
+    for target, args in (
+        ("subprocess.run", {"args": ["touch", str(marker)]}),
+        ("pathlib.Path.touch", {"self": str(marker)}),
+        ("torch.nn.Linear", {"in_features": 1, "out_features": 1}),
+    ):
+        record = BundleRecord(bundle="hannet", network={"_target_": target, **args})
+        with pytest.raises(RecordError, match="not a network class of attnseg_monai"):
+            record.build_network(tmp_path / "model.record.json")
+    assert not marker.exists()
+    # through a bundle's inference config: refused before anything is built
+    root = copy_bundle("hannet", tmp_path)
+    (root / "models").mkdir()
+    torch.save({}, root / "models" / "model.pt")
+    bad = {"format": "attnseg-monai.bundle-record/1", "bundle": "hannet", "network": {"_target_": "os.system"}}
+    record_path(root / "models" / "model.pt").write_text(json.dumps(bad))
+    wf = _infer_workflow(root, "hannet")
+    with pytest.raises(RuntimeError) as info:
+        wf.parser.get_parsed_content("network_def")
+    assert "not a network class" in _cause_chain(info.value)

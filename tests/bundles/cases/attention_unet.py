@@ -1,8 +1,8 @@
 """Tiny settings for the attention_unet bundle tests: 4..32 features, 32^3 patches and windows, small phantoms.
 
 The phantoms keep the default field of view (128 x 128 x 160 mm) on a 32^3 grid (4 x 4 x 5 mm; the pancreas still
-has 30-60 voxels), and the training works at that spacing (recorded for inference), so a case is one 32^3 window: one epoch, validation and
-inference take seconds.
+has 30-60 voxels), and training runs at that spacing (its record gives it to inference), so a case is one 32^3 window:
+one epoch, validation and inference take seconds.
 """
 
 from __future__ import annotations
