@@ -118,3 +118,28 @@ def test_export_refusals_write_nothing(trained_hannet: Path, tmp_path: Path):
     assert (tmp_path / "taken.zip").read_bytes() == b"mine" and not any((tmp_path / "empty.zip").iterdir())
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".*partial*"))
     assert main(["export", "hannet", str(occupied)]) == 2
+
+
+def test_model_zoo_checks_pass_on_the_exported_folder(trained_hannet: Path, tmp_path: Path):
+    """The zoo's checks, run on the exported copy (not the checkout): verify_metadata against the vendored schema,
+    verify_net_in_out on the recorded network, ckpt_export to TorchScript with the exported weights."""
+    from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+
+    dest = export_bundle(trained_hannet, tmp_path / "zoo" / "hannet")
+    schema = Path(__file__).resolve().parent / "data" / "schema" / "meta_schema_20240725.json"
+    local = tmp_path / schema.name
+    shutil.copy(schema, local)
+    meta = str(dest / "configs" / "metadata.json")
+    verify_metadata(meta_file=meta, filepath=str(local), create_dir=False)
+    config = str(dest / "configs" / "inference.json")
+    verify_net_in_out(net_id="network_def", meta_file=meta, config_file=config, device="cpu", n=4, p=1, any=1)
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts),
+        ckpt_file=str(dest / "models" / "model.pt"),
+        meta_file=meta,
+        config_file=config,
+    )
+    scripted = torch.jit.load(str(ts)).eval()
+    assert scripted(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)

@@ -13,7 +13,7 @@ from monai.bundle import ConfigWorkflow
 from attnseg_monai.bundle import BUNDLES_DIR
 from tests.bundles.cases import BUNDLE_CASES
 
-__all__ = ["configs", "copy_bundle", "overrides", "run_workflow", "working_directory"]
+__all__ = ["checkout_tree", "configs", "copy_bundle", "overrides", "run_workflow", "working_directory"]
 
 
 def configs(root: Path, *names: str) -> list[str]:
@@ -26,6 +26,11 @@ def overrides(name: str, kind: str, root: Path | None = None, net: bool = True, 
     case = BUNDLE_CASES[name]
     found = {**(case["net"] if net else {}), **case[kind], **extra}
     return found if root is None else {"bundle_root": str(root), **found}
+
+
+def checkout_tree() -> dict[str, int]:
+    """Every file under the collection's bundles/ with its modification time: a run of a copy must not change it."""
+    return {str(p.relative_to(BUNDLES_DIR)): p.stat().st_mtime_ns for p in BUNDLES_DIR.rglob("*") if p.is_file()}
 
 
 def copy_bundle(name: str, parent: Path) -> Path:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from attnseg_monai.bundle import BUNDLES_DIR, list_bundles
 from tests.bundles.cases import BUNDLE_CASES
-from tests.bundles.helpers import configs, overrides, run_workflow, working_directory
+from tests.bundles.helpers import checkout_tree, configs, overrides, run_workflow, working_directory
 
 BUNDLES = list_bundles()
 REQUIRED_FILES = [
@@ -142,6 +142,7 @@ def test_inference_and_evaluation(bundle_copy):
     name, root = bundle_copy
     case = BUNDLE_CASES[name]
     rel = Path(root.name)
+    before = checkout_tree()
     with working_directory(root.parent):
         run_workflow(configs(rel, "inference.json"), rel, "infer", "run", **overrides(name, "infer", net=False))
     predictions = root / "eval" / "predictions"
@@ -158,6 +159,7 @@ def test_inference_and_evaluation(bundle_copy):
             **overrides(name, "infer", net=False),
         )
     assert "mean_dice" in (root / "eval" / "evaluation" / "metrics.csv").read_text()
+    assert checkout_tree() == before, "inference or evaluation of a copy changed the checkout's bundles/"
 
 
 def test_written_masks_keep_size_orientation_and_labels(bundle_copy, tmp_path):
