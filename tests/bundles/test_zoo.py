@@ -1,6 +1,9 @@
 """The MONAI model zoo's checks on every bundle, offline: ``verify_metadata`` against the vendored meta schema, the
 zoo's README sections, and numeric ``eval_metrics`` (measured figures, named in the README's Performance section).
 
+The schema is MONAI's release asset
+https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json, vendored byte
+for byte from Project-MONAI/project-monai.github.io (commit 0c25c2d); its provenance: tests/data/schema/README.md.
 ``verify_net_in_out`` and ``ckpt_export`` run in test_bundles.py; test_export.py runs an exported copy.
 """
 
@@ -17,6 +20,7 @@ from monai.bundle import verify_metadata
 from attnseg_monai.bundle import BUNDLES_DIR, list_bundles
 
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "schema" / "meta_schema_20240725.json"
+SCHEMA_SHA256 = "d95c74c2915faef04ff6a2d6bd865da922bc8cd5afb4a0719b2dc6e1220528e7"  # the release asset, unedited
 ZOO_SECTIONS = (
     "Model Overview",
     "Data",
@@ -36,7 +40,9 @@ def test_metadata_validates_against_the_meta_schema(name: str, tmp_path: Path):
     assert json.loads(meta.read_text())["schema"].endswith("/" + SCHEMA.name)
     local = tmp_path / SCHEMA.name
     shutil.copy(SCHEMA, local)  # present at filepath: verify_metadata downloads nothing
-    verify_metadata(meta_file=str(meta), filepath=str(local), create_dir=False)
+    verify_metadata(
+        meta_file=str(meta), filepath=str(local), create_dir=False, hash_val=SCHEMA_SHA256, hash_type="sha256"
+    )
 
 
 def test_the_vendored_schema_catches_a_broken_metadata(tmp_path: Path):
@@ -47,7 +53,9 @@ def test_the_vendored_schema_catches_a_broken_metadata(tmp_path: Path):
     local = tmp_path / SCHEMA.name
     shutil.copy(SCHEMA, local)
     with pytest.raises(ValueError, match="network_data_format"):
-        verify_metadata(meta_file=str(broken), filepath=str(local), create_dir=False)
+        verify_metadata(
+            meta_file=str(broken), filepath=str(local), create_dir=False, hash_val=SCHEMA_SHA256, hash_type="sha256"
+        )
 
 
 @pytest.mark.parametrize("name", list_bundles())
