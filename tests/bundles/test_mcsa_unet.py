@@ -1,4 +1,6 @@
-"""mcsa_unet bundle: ablation overrides, EMA weights (updated, saved, validated), seed metrics, patch sampling.
+"""mcsa_unet bundle: ablation overrides, EMA weights (updated, saved with their record, validated), seed metrics,
+patch sampling, the quick and paper recipes as config files, and the record bringing a recipe's widths and an
+ablation row's switches to inference.
 
 The generic workflows are in ``test_bundles.py``; these tests check what is particular to this bundle, with the tiny
 settings of ``tests/bundles/cases/mcsa_unet.py``.
@@ -18,8 +20,10 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.utils import set_determinism
 from PIL import Image
 
-from attnseg_monai.bundle import BUNDLES_DIR
+from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
+from attnseg_monai.bundle.record import WeightsMismatchError
 from attnseg_monai.metrics import SurfaceDistancePolicyMetric
+from attnseg_monai.networks import network_config
 from attnseg_monai.networks.nets import MCSAUNet
 from tests.bundles.cases import BUNDLE_CASES
 
@@ -35,6 +39,15 @@ ROWS = {
     "sa": (False, True, False),
     "res": (False, False, True),
     "all": (True, True, True),
+}
+# what configs/paper.json changes: (quick value in train.json, paper value)
+PAPER = {
+    "features": ([16, 32, 64, 128, 256], [64, 128, 256, 512, 1024]),
+    "max_epochs": (50, 200),
+    "train_patch_size": ([128, 128], [256, 256]),
+    "val_interval": (50, 5),
+    "ema_momentum": (0.02, 0.001),
+    "ema_warmup_iters": (50, 1000),
 }
 
 
@@ -106,6 +119,18 @@ def test_ablation_rows_at_the_paper_widths():
     assert counts["res"] > counts["unet"] and counts["ca"] > counts["unet"]
 
 
+def _strings(node, path: tuple = ()):
+    """Every string of a parsed JSON config with its path."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, (*path, key))
+    elif isinstance(node, list):
+        for k, value in enumerate(node):
+            yield from _strings(value, (*path, k))
+    elif isinstance(node, str):
+        yield path, node
+
+
 def test_quick_and_paper_recipes_are_config_files():
     quick, paper = _parser("train.json", dataset_dir="/data/mitosis"), _parser("train.json", "paper.json")
     assert quick.get_parsed_content("recipe") == "quick" and paper.get_parsed_content("recipe") == "paper"
@@ -113,13 +138,67 @@ def test_quick_and_paper_recipes_are_config_files():
         assert parser["network_def"]["features"] == "@features"
     assert quick.get_parsed_content("features") == quick.get_parsed_content("quick_features") == [16, 32, 64, 128, 256]
     assert paper.get_parsed_content("features") == [64, 128, 256, 512, 1024]
-    expected = {"max_epochs": (50, 200), "train_patch_size": ([128, 128], [256, 256]), "val_interval": (50, 5)}
-    expected.update({"ema_momentum": (0.02, 0.001), "ema_warmup_iters": (50, 1000)})
-    for key, (q, p) in expected.items():
+    for key, (q, p) in PAPER.items():
         assert (quick.get_parsed_content(key), paper.get_parsed_content(key)) == (q, p), key
+    # what both recipes share: learning rate, sampling, batch, the sliding window of validation
+    for key in ("learning_rate", "pos_patches", "neg_patches", "patches_per_slide", "batch_size", "roi_size"):
+        assert quick.get_parsed_content(key) == paper.get_parsed_content(key), key
+    # paper.json holds exactly what the paper recipe changes
+    assert set(json.loads((ROOT / "configs" / "paper.json").read_text())) == {"recipe", *PAPER}
+    # what inference must repeat is recorded, with the recipe's name
+    for parser, recipe in ((quick, "quick"), (paper, "paper")):
+        spec = parser.get_parsed_content("record")
+        assert spec.bundle == NAME and spec.recipe == recipe
+        assert spec.preprocessing == {"intensity_range": [0.0, 255.0]}
+    # an ablation row keeps the recipe's name (the record holds the row's switches in the network's arguments)
+    spec = _parser("train.json", "paper.json", "ablation/ca.json").get_parsed_content("record")
+    assert spec.recipe == "paper"
+    # use_embedded_data only chooses the data (the datalists), never a setting
+    configs = ["train.json", "inference.json", "evaluate.json", "paper.json", *(f"ablation/{r}.json" for r in ROWS)]
+    for name in configs:
+        for path, text in _strings(json.loads((ROOT / "configs" / name).read_text())):
+            if "@use_embedded_data" in text:
+                assert "datalist" in path, f"{name}: {'#'.join(map(str, path))} switches on use_embedded_data"
     # inference builds the quick width for a bundle without a trained model; a record decides otherwise
     infer = _parser("inference.json")
     assert infer.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)
+    assert infer.get_parsed_content("intensity_range") == [0.0, 255.0]
+
+
+def test_ablation_row_of_the_paper_recipe_is_inferred_as_recorded(tmp_path: Path):
+    """A checkpoint of an ablation row trained with paper.json is inferred by plain inference.json: the record brings
+    the switches and the widths (here a tiny width, standing in for the paper's), every tensor fits; without its
+    record the same weights do not fit the default network and are refused."""
+    widths = [8, 16, 32, 64, 128]
+    trained = _parser("train.json", "paper.json", "ablation/sa.json", features=widths)
+    net = trained.get_parsed_content("network_def")
+    assert _switches_of(net) == ROWS["sa"] and list(net.features) == widths
+    checkpoint = tmp_path / "models" / "model.pt"
+    checkpoint.parent.mkdir()
+    torch.save(net.state_dict(), checkpoint)
+    trained.get_parsed_content("record").record_for(net).write(record_path(checkpoint))
+
+    record = read_record(checkpoint, NAME, ROOT).record
+    assert record.recipe == "paper" and record.network == network_config(net)
+    assert record.preprocessing == {"intensity_range": [0.0, 255.0]}
+    infer = _parser("inference.json", ckpt_path=str(checkpoint))  # no paper.json, no ablation file, no width
+    built = infer.get_parsed_content("network_def")
+    assert network_config(built) == network_config(net) and _switches_of(built) == ROWS["sa"]
+    assert infer.get_parsed_content("intensity_range") == [0.0, 255.0]
+    # evaluate.json layered on inference.json builds the same network
+    evaluate = _parser("inference.json", "evaluate.json", ckpt_path=str(checkpoint))
+    assert network_config(evaluate.get_parsed_content("network_def")) == network_config(net)
+
+    record_path(checkpoint).unlink()
+    with pytest.raises(RuntimeError) as info:  # MONAI wraps the error in its instantiation error
+        _parser("inference.json", ckpt_path=str(checkpoint)).get_parsed_content("network_def")
+    causes = []
+    error: BaseException | None = info.value
+    while error is not None:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    mismatch = [e for e in causes if isinstance(e, WeightsMismatchError)]
+    assert mismatch and str(checkpoint) in str(mismatch[0]), causes
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +255,15 @@ def test_ema_weights_are_validated_and_saved(trained):
     final = torch.load(root / "models" / "model_final.pt", weights_only=True)
     assert same(final["model"], ema_state) and same(final["online_model"], online_state)
     assert {"optimizer", "lr_scheduler"} <= set(final)
+    # every checkpoint (the EMA weights of model.pt and model_final.pt, the resumable ones) has its record beside it,
+    # describing the EMA network with the quick recipe's settings
+    checkpoints = sorted((root / "models").glob("*.pt"))
+    assert sorted((root / "models").glob("*.record.json")) == [record_path(p) for p in checkpoints]
+    for name in ("model.pt", "model_final.pt"):
+        record = read_record(root / "models" / name, NAME, root).record
+        assert record is not None, name
+        assert record.network == network_config(ema) and record.network["features"] == CASE["net"]["features"]
+        assert record.recipe == "quick" and record.preprocessing == {"intensity_range": [0.0, 255.0]}
 
 
 def _read_metrics(path: Path) -> dict[str, float]:
