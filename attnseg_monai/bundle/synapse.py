@@ -93,8 +93,6 @@ DANIE_PRESETS: dict[str, dict[str, list[int]]] = {
 }
 #: how empty organs are scored, see :func:`synapse_case_scores`
 EMPTY_POLICIES = ("exclude", "transunet")
-#: the file in the checkpoint folder that records what a checkpoint was trained with
-
 _TRANSUNET_FILE = (".npz", ".h5", ".hdf5")
 _SLICE_NAME = re.compile(r"case(\d+)_slice\d+", re.IGNORECASE)
 _CASE_NAME = re.compile(r"case(\d+)", re.IGNORECASE)

@@ -22,7 +22,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import Resize
 
-from attnseg_monai.bundle import BUNDLES_DIR, read_record
+from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
 from attnseg_monai.bundle.synapse import (
     DANIE_PRESETS,
     LoadSynapsed,
@@ -38,6 +38,7 @@ from attnseg_monai.data import (
     make_synapse_sample,
     make_synapse_transunet_sample,
 )
+from attnseg_monai.networks import network_config
 from tests.ct_series import write_ct_slices
 
 ROOT = BUNDLES_DIR / "danie"
@@ -493,33 +494,171 @@ def test_3d_configuration_trains_and_infers(tmp_path):
     assert int(np.asarray(seg.dataobj).max()) <= 8
 
 
+def _config_strings(node, path: str = "") -> list[tuple[str, str]]:
+    """Every string of a raw config with its id (``train#datalist``)."""
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in _config_strings(v, f"{path}#{k}" if path else str(k))]
+    if isinstance(node, list):
+        return [x for i, v in enumerate(node) for x in _config_strings(v, f"{path}#{i}")]
+    return [(path, node)] if isinstance(node, str) else []
+
+
+PAPER_CHANGES = {  # setting: (quick: train.json, paper: train.json + paper.json)
+    "recipe": ("quick", "paper"),
+    "slice_size": ([96, 96], [224, 224]),
+    "network_preset": ("tiny", "large"),
+    "max_epochs": (200, 150),
+    "val_interval": (50, 10),
+    "batch_size": (8, 24),
+    "rot_flip_prob": (0.0, 0.5),
+    "slice_class_balance": (0.5, 0.0),
+}
+
+
+CONFIG_FILES = ["train.json", "paper.json", "inference.json", "evaluate.json"]
+CONFIG_FILES_3D = ["train_3d.json", "paper_3d.json", "inference_3d.json"]
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES + CONFIG_FILES_3D)
+def test_no_setting_depends_on_where_the_data_lies(name: str):
+    """``use_embedded_data`` chooses (or generates) the data and nothing else; no side file records settings."""
+    text = (CONFIGS / name).read_text()
+    assert "train_settings" not in text, f"{name} still reads or writes the removed side file"
+    users = {i for i, v in _config_strings(json.loads(text)) if "@use_embedded_data" in v}
+    assert all("datalist" in i for i in users), f"{name}: {sorted(users)} switch on the data folder"
+
+
 def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
-    def parsed(*files: str) -> ConfigParser:
+    def parsed(*files: str, **extra) -> ConfigParser:
         parser = ConfigParser()
         parser.read_config(_configs(*files))
-        parser.update({"bundle_root": str(ROOT), "ckpt_dir": str(tmp_path / "models")})
+        parser.update({"bundle_root": str(ROOT), "ckpt_dir": str(tmp_path / "models"), **extra})
         return parser
 
+    # train.json is the quick recipe whatever the data: --dataset_dir alone changes no setting
     quick, paper = parsed("train.json"), parsed("train.json", "paper.json")
-    expected = {
-        "recipe": ("quick", "paper"),
-        "slice_size": ([96, 96], [224, 224]),
-        "network_preset": ("tiny", "large"),
-        "max_epochs": (200, 150),
-        "val_interval": (50, 10),
-        "batch_size": (8, 24),
-        "rot_flip_prob": (0.0, 0.5),
-        "slice_class_balance": (0.5, 0.0),
-    }
-    for key, (q, p) in expected.items():
+    elsewhere = parsed("train.json", dataset_dir=str(tmp_path / "my_data"))
+    assert quick.get_parsed_content("use_embedded_data") and not elsewhere.get_parsed_content("use_embedded_data")
+    for key, (q, p) in PAPER_CHANGES.items():
         assert (quick.get_parsed_content(key), paper.get_parsed_content(key)) == (q, p), key
+        assert elsewhere.get_parsed_content(key) == q, f"{key} follows the data folder"
+    # paper.json holds exactly what the paper recipe changes (the optimiser besides the settings above)
+    assert set(json.loads((CONFIGS / "paper.json").read_text())) == {*PAPER_CHANGES, "optimizer"}
+    # the recipes' networks: the tiny widths and DANIE-L, both 2D, trained at the recipe's slice size
+    for parser, preset, size in ((quick, "tiny", [96, 96]), (paper, "large", [224, 224])):
+        config = parser["network_def"]
+        assert config["embed_dims"] == "$@preset['embed_dims']" and config["img_size"] == "@slice_size"
+        assert parser.get_parsed_content("preset") == DANIE_PRESETS[preset]
+        assert parser.get_parsed_content("network_def#spatial_dims") == 2
+        assert parser.get_parsed_content("network_def#img_size") == size
     for parser in (quick, paper):
         parser.update({**TINY_NET, "network_def#img_size": [32, 32]})  # the optimiser needs a network, a tiny one
     assert type(quick.get_parsed_content("optimizer")).__name__ == "AdamW"
-    assert type(paper.get_parsed_content("optimizer")).__name__ == "SGD"
-    assert paper.get_parsed_content("record").preprocessing == {"slice_size": [224, 224], "hu_window": [-125, 275]}
+    paper_optimizer = paper.get_parsed_content("optimizer")
+    assert type(paper_optimizer).__name__ == "SGD"
+    assert paper_optimizer.defaults["lr"] == 0.01 and paper_optimizer.defaults["momentum"] == 0.9
+    assert paper_optimizer.defaults["weight_decay"] == 1e-4
+    # what inference must repeat goes into the record, with the recipe's name
+    for parser, recipe, size in ((quick, "quick", [96, 96]), (paper, "paper", [224, 224])):
+        spec = parser.get_parsed_content("record")
+        assert spec.bundle == "danie" and spec.recipe == recipe
+        assert spec.preprocessing == {"slice_size": size, "hu_window": [-125, 275]}
+    # the 3D configuration: train_3d.json over either recipe, paper_3d.json for the paper's 3D widths and window
+    quick_3d = parsed("train.json", "train_3d.json")
     three_d = parsed("train.json", "paper.json", "train_3d.json", "paper_3d.json")
-    assert three_d.get_parsed_content("network_preset") == "small"
-    assert three_d.get_parsed_content("roi_size") == [128, 128, 64]
-    assert three_d.get_parsed_content("record").preprocessing["roi_size"] == [128, 128, 64]
-    assert parsed("train.json", "train_3d.json").get_parsed_content("roi_size") == [96, 96, 32]
+    for parser, recipe, preset, roi, epochs, batch in (
+        (quick_3d, "quick", "tiny", [96, 96, 32], 20, 2),
+        (three_d, "paper", "small", [128, 128, 64], 300, 4),
+    ):
+        assert parser.get_parsed_content("recipe") == recipe
+        assert parser.get_parsed_content("network_preset") == preset
+        assert parser.get_parsed_content("roi_size") == roi
+        assert parser.get_parsed_content("max_epochs") == epochs
+        assert parser.get_parsed_content("batch_size") == batch
+        assert parser.get_parsed_content("network_def#spatial_dims") == 3
+        assert parser.get_parsed_content("network_def#img_size") == roi
+        spec = parser.get_parsed_content("record")
+        assert spec.recipe == recipe and spec.preprocessing == {"hu_window": [-125, 275], "roi_size": roi}
+    assert three_d["optimizer"]["_target_"] == "torch.optim.SGD"
+    # inference without a trained model: the quick recipe's network and settings (a record decides otherwise)
+    infer = parsed("inference.json", ckpt_path=str(tmp_path / "models" / "model.pt"))
+    assert infer.get_parsed_content("slice_size") == [96, 96]
+    assert infer.get_parsed_content("hu_window") == [-125, 275]
+    assert list(infer.get_parsed_content("network_def").embed_dims) == DANIE_PRESETS["tiny"]["embed_dims"]
+
+
+def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):
+    """train.json + paper.json with a width, a slice size and an HU window the configs do not build by default, one
+    epoch; then inference.json and evaluate.json, given nothing but the bundle folder, build the recorded network and
+    repeat the recorded slice size and window, and inference runs with every tensor loaded. The same weights
+    elsewhere without their record do not fit the default network and are refused; with it they decide again."""
+    root = tmp_path / "danie"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    sample = {"num_cases": 3, "shape": [32, 32, 16]}
+    preprocessing = {"slice_size": [32, 32], "hu_window": [-150, 250]}
+    _workflow(
+        _configs("train.json", "paper.json", root=root),
+        "training",
+        "train",
+        bundle_root=str(root),
+        embedded_sample=sample,
+        paper_epochs=1,
+        val_interval=1,
+        paper_slice_size=preprocessing["slice_size"],
+        hu_window=preprocessing["hu_window"],
+        slices_per_volume=2,
+        batch_size=4,
+        **TINY_NET,
+    )
+    widths = {key.split("#")[1]: value for key, value in TINY_NET.items()}
+    for name in ("model.pt", "model_final.pt"):
+        record = read_record(root / "models" / name, "danie", root).record
+        assert record is not None and record.bundle == "danie" and record.recipe == "paper", name
+        assert {key: list(record.network[key]) for key in widths} == widths
+        assert record.network["spatial_dims"] == 2 and list(record.network["img_size"]) == [32, 32]
+        assert record.preprocessing == preprocessing
+        assert record.classes == {str(i): organ for i, organ in enumerate(SYNAPSE_CLASSES)}
+    recorded = read_record(root / "models" / "model.pt").record
+
+    def parsed(*files: str, **extra) -> ConfigParser:
+        parser = ConfigParser()
+        parser.read_config(_configs(*files, root=root))
+        parser.update({"bundle_root": str(root), **extra})
+        return parser
+
+    def check(parser: ConfigParser, loads: list[str]) -> None:
+        assert network_config(parser.get_parsed_content("network_def")) == recorded.network
+        assert parser.get_parsed_content("slice_size") == [32, 32]
+        assert parser.get_parsed_content("hu_window") == [-150, 250]
+        steps = {type(t).__name__: t for t in parser.get_parsed_content("preprocessing").transforms}
+        assert list(steps["Resized"].resizer.spatial_size) == [32, 32, -1]
+        for load in loads:
+            assert parser.get_parsed_content(load).hu_window == (-150.0, 250.0), load
+
+    # nothing but the bundle folder: no paper.json, no width, slice size or window repeated
+    check(parsed("inference.json"), ["load"])
+    check(parsed("inference.json", "evaluate.json"), ["load", "eval_load"])
+    # and it runs from the bundle's own configs: the strict loader takes every tensor of model.pt
+    _workflow(_configs("inference.json", root=root), "run", embedded_sample=sample)
+    written = sorted((root / "eval" / "predictions").glob("*_seg.nii.gz"))
+    assert len(written) == sample["num_cases"], written
+    source = nib.load(root / "data" / "generated" / "synapse" / "img" / "img0001.nii.gz")
+    seg = nib.load(written[0])
+    assert seg.shape == source.shape and seg.get_data_dtype() == np.uint8
+    # the weights elsewhere without their record: the quick recipe's defaults, which the weights do not fit
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(root / "models" / "model.pt", elsewhere / "model.pt")
+    bare = parsed("inference.json", ckpt_path=str(elsewhere / "model.pt"))
+    assert bare.get_parsed_content("slice_size") == [96, 96] and bare.get_parsed_content("hu_window") == [-125, 275]
+    with pytest.raises(RuntimeError) as info:
+        bare.get_parsed_content("network_def")
+    causes, error = [], info.value
+    while error is not None:
+        causes.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("do not fit" in c and str(elsewhere / "model.pt") in c for c in causes), causes
+    # with its record beside it, the checkpoint elsewhere decides again (its own folder, not the bundle's models/)
+    shutil.copy(record_path(root / "models" / "model.pt"), record_path(elsewhere / "model.pt"))
+    shutil.rmtree(root / "models")
+    check(parsed("inference.json", ckpt_path=str(elsewhere / "model.pt")), ["load"])

@@ -20,6 +20,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.handlers import (
     CheckpointLoader,
+    LogfileHandler,
     LrScheduleHandler,
     MetricsSaver,
     MLFlowHandler,
@@ -45,6 +46,7 @@ def _handlers(tmp_path: Path) -> list:
         ValidationHandler(interval=1, validator=None),
         ProgressHandler(),
         StatsHandler(),
+        LogfileHandler(output_dir=str(tmp_path)),
         TensorBoardStatsHandler(log_dir=str(tmp_path)),
         AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict={"model": net}, save_final=True),
         MetricsSaver(save_dir=str(tmp_path)),
@@ -72,7 +74,11 @@ def test_device_is_the_local_rank(monkeypatch):
     monkeypatch.setenv("RANK", "5")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert local_device() == torch.device("cuda:1")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(RuntimeError, match="LOCAL_RANK='2'.*--nproc_per_node"):
+        local_device()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert local_device() == torch.device("cpu")
 
@@ -85,9 +91,11 @@ def test_no_multi_gpu_config_selects_handlers_by_position():
         assert "local_device()" in text
 
 
-def _torchrun(cmd: list[str], cwd: Path, port: int) -> subprocess.CompletedProcess:
+def _torchrun(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Two processes on this node, as MONAI Label starts them (``--standalone``: a free port for each run, so runs of
+    other test sessions on the same machine cannot collide)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
     return subprocess.run(run + cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
 
 
@@ -104,7 +112,7 @@ def test_two_process_gloo_training(name: str, tmp_path: Path):
     root = copy_bundle(name, tmp_path)
     configs_arg = "['{}','{}']".format(*configs(root, "train.json", "multi_gpu_train.json"))
     cmd = ["-m", "monai.bundle", "run", "training", "--config_file", configs_arg, *_cli(overrides(name, "train"))]
-    result = _torchrun(cmd, tmp_path, 29533)
+    result = _torchrun(cmd, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (root / "models" / "model_final.pt").is_file()
 
@@ -135,7 +143,7 @@ def test_two_process_training_as_monailabel_starts_it(name: str, tmp_path: Path)
     cmd = ["-m", "monai.bundle", "run", "run", "--meta_file", str(root / "configs" / "metadata.json")]
     cmd += ["--config_file", configs_arg, "--logging_file", str(root / "configs" / "logging.conf")]
     (root / "models" / "model_final.pt").unlink()
-    result = _torchrun(cmd, tmp_path, 29534)
+    result = _torchrun(cmd, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (root / "models" / "model_final.pt").is_file()
     assert read_record(root / "models" / "model_final.pt").record.network == recorded

@@ -53,7 +53,15 @@ import torch  # noqa: E402
 from monai.bundle import ConfigParser  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from attnseg_monai.bundle import BUNDLES_DIR, list_bundles, load_weights, read_record, record_path  # noqa: E402
+from attnseg_monai.bundle import (  # noqa: E402
+    BUNDLES_DIR,
+    BundleRecord,
+    list_bundles,
+    load_weights,
+    read_record,
+    record_path,
+)
+from attnseg_monai.bundle.record import state_dict_of  # noqa: E402
 from attnseg_monai.networks import network_config  # noqa: E402
 from tests.bundles.cases import BUNDLE_CASES  # noqa: E402
 
@@ -131,8 +139,9 @@ def _copy_tiny_bundle(name: str, dest: Path) -> dict[str, Any]:
     (dest / "models").mkdir()
     model = dest / "models" / "model.pt"
     torch.save(network.state_dict(), model)
-    parser.get_parsed_content("record").record_for(network).write(record_path(model))
-    return network_config(network)
+    record = BundleRecord.read(parser.get_parsed_content("record").record_for(network).write(record_path(model)))
+    assert record.network == network_config(network), f"{name}: the record does not describe the network it saved"
+    return record.network
 
 
 def _training_items(bundle: Path) -> list[dict[str, str]]:
@@ -421,12 +430,15 @@ def test_train_one_epoch_then_infer(server: Server, name: str, tmp_path: Path):
             server.client.delete("/datastore/label", params={"id": image_id, "tag": "final"}, timeout=30)
 
     assert final.is_file(), "the bundle's CheckpointSaver wrote no model_final.pt"
-    state = torch.load(final, map_location="cpu", weights_only=True)
-    assert "model" in state and state["model"], "model_final.pt holds no model weights"
-    # fine-tuning kept the recorded (tiny) network: the records beside the new checkpoints say so, and they load
-    for checkpoint in (final, setup.app_bundle / "models" / "model.pt"):
+    # a full training checkpoint ({"model": ..., "optimizer": ...}) or a plain state dict, with model weights in it
+    assert state_dict_of(torch.load(final, map_location="cpu", weights_only=True), final)
+    # fine-tuning kept the recorded (tiny) network: the records beside the new checkpoints say so, and every tensor
+    # of each checkpoint loads into the network its record builds
+    for checkpoint in (setup.app_bundle / "models" / "model.pt", final):
+        assert record_path(checkpoint).is_file(), f"{checkpoint.name} has no record beside it"
         record = read_record(checkpoint, name, setup.app_bundle).record
-        assert record is not None and record.network == setup.network, f"{checkpoint.name}: another network"
+        assert record is not None, f"{checkpoint.name}: no record read"
+        assert record.network == setup.network, f"{checkpoint.name}: {record.network} is not the served tiny network"
         load_weights(record.build_network(), checkpoint)
     # MONAI Label reloads model.pt when it changes; the bundle still answers with a valid mask after training
     image_id, image = setup.probes[0]
@@ -434,22 +446,31 @@ def test_train_one_epoch_then_infer(server: Server, name: str, tmp_path: Path):
 
 
 def test_restarted_server_builds_the_recorded_width(server: Server, tmp_path: Path):
-    """After the fine-tuning above, a new server on the same app builds every bundle from the record of its
-    models/model.pt (the tiny width, not the configs' default) and segments again."""
+    """Run last: after the fine-tuning above, a new server on the same app and studies builds every bundle from the
+    record of its models/model.pt (the tiny width, not the configs' default, which would not fit the weights: MONAI
+    Label's load would fail) and segments every probe image again."""
     assert server.restart is not None
+    first_log = server.log
     server.client.close()
     _stop(server.process)
-    restarted = server.restart()
+    restarted = server.restart()  # the fixture stops this process at the end of the module
     server.client, server.process, server.log, server.url = (
         restarted.client,
         restarted.process,
         restarted.log,
         restarted.url,
     )
+    assert server.log != first_log
     for name in BUNDLES:
         setup = server.bundles[name]
-        assert setup.probes, f"no image to segment for {name}"
-        image_id, image = setup.probes[0]
-        _check_mask(_infer(server, name, image_id, image, tmp_path), image, setup)
-    log = server.log.read_text(errors="replace")
-    assert "size mismatch" not in log and "do not fit" not in log, server.log_tail()
+        assert setup.probes, f"no image to segment for {name}: {setup.train_error}"
+        record = read_record(setup.app_bundle / "models" / "model.pt", name, setup.app_bundle).record
+        assert record is not None and record.network == setup.network, f"{name}: models/model.pt is not the tiny one"
+        for image_id, image in setup.probes:
+            _check_mask(_infer(server, name, image_id, image, tmp_path), image, setup)
+    for log in (first_log, server.log):
+        text = log.read_text(errors="replace")
+        for sign in ("size mismatch", "do not fit the network"):
+            assert sign not in text, (
+                f"{log.name} reports {sign!r}:\n" + "\n".join(line for line in text.splitlines() if sign in line)[:3000]
+            )
