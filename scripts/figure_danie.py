@@ -19,8 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from ct_figure import axial, load_ras, save_figure  # noqa: E402
 
-from attnseg_monai.bundle.synapse import SYNAPSE_ORGANS  # noqa: E402
-from attnseg_monai.data import btcv_to_synapse8  # noqa: E402
+from attnseg_monai.data import SYNAPSE_ORGANS, btcv_to_synapse8  # noqa: E402
 
 COLOURS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf")
 

@@ -69,6 +69,15 @@ from .samples import (
     make_nuclei_sample,
     verify_sample,
 )
+from .synapse import (
+    SYNAPSE_ORGANS,
+    is_dicom_series,
+    is_transunet_file,
+    prepare_synapse_datalist,
+    require_volumes,
+    synapse_inference_items,
+    synapse_output_name,
+)
 from .validation import PairInfo, validate_pairs
 
 __all__ = [
@@ -124,6 +133,13 @@ __all__ = [
     "make_pancreas_sample",
     "make_synapse_sample",
     "make_synapse_transunet_sample",
+    "SYNAPSE_ORGANS",
+    "is_dicom_series",
+    "is_transunet_file",
+    "prepare_synapse_datalist",
+    "require_volumes",
+    "synapse_inference_items",
+    "synapse_output_name",
     "pair_volumes",
     "phantom_affine",
     "read_volume",

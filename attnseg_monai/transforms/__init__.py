@@ -7,6 +7,9 @@ targets from instance maps, :class:`WatershedInstances` turns the three predicte
 Geometry: :class:`SourceGeometryNibabelWriter` writes NIfTI predictions with the input file's exact qform/sform
 and codes.
 
+Synapse CT (seed 003): :class:`LoadSynapsed` loads raw BTCV, DICOM and TransUNet files with the HU window
+:data:`HU_WINDOW`; :class:`RandAxialSlicesd` draws (class-balanced) axial slices of volumes for 2D training.
+
 Post-processing (seed 002): :class:`CRFd` / :class:`CRFRefine` refine class probabilities with a dense CRF guided by
 the image (MONAI's ``CRF`` when its compiled extension is present, else :func:`mean_field_crf` in PyTorch).
 """
@@ -23,6 +26,7 @@ from .instance import (
     WatershedInstances,
     WatershedInstancesd,
 )
+from .synapse import HU_WINDOW, LoadSynapsed, RandAxialSlicesd, load_synapse
 
 __all__ = [
     "CRFRefine",
@@ -38,4 +42,8 @@ __all__ = [
     "InstanceToBoundaryClassesd",
     "WatershedInstances",
     "WatershedInstancesd",
+    "HU_WINDOW",
+    "LoadSynapsed",
+    "RandAxialSlicesd",
+    "load_synapse",
 ]

@@ -23,22 +23,16 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import Resize
 
 from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
-from attnseg_monai.bundle.synapse import (
-    DANIE_PRESETS,
-    LoadSynapsed,
-    RandAxialSlicesd,
-    prepare_synapse_datalist,
-    synapse_case_scores,
-)
+from attnseg_monai.bundle.danie import NETWORK_PRESETS, danie_preset, slices_per_item
 from attnseg_monai.data import (
     BTCV_TO_SYNAPSE8,
     SYNAPSE_CLASSES,
-    TRANSUNET_TEST_CASES,
-    TRANSUNET_TRAIN_CASES,
     make_synapse_sample,
     make_synapse_transunet_sample,
 )
 from attnseg_monai.networks import network_config
+from attnseg_monai.networks.nets.danie import DANIE_PRESETS
+from attnseg_monai.transforms import LoadSynapsed
 from tests.ct_series import write_ct_slices
 
 ROOT = BUNDLES_DIR / "danie"
@@ -403,58 +397,26 @@ def test_transunet_npz_training_and_h5_test_volume(phantoms, tmp_path):
     assert h5["label"].shape == raw["label"].shape and float(h5["label"].max()) <= 8
 
 
-def test_btcv_split_follows_transunet_when_its_cases_are_present(tmp_path):
-    ids = sorted(TRANSUNET_TRAIN_CASES + TRANSUNET_TEST_CASES) + [11]
-    for folder in ("img", "label"):
-        (tmp_path / "btcv" / folder).mkdir(parents=True)
-    for n in ids:
-        lab = np.zeros((6, 6, 3), np.uint8)
-        lab[2:4, 2:4, 1] = 6
-        nib.save(
-            nib.Nifti1Image(np.zeros((6, 6, 3), np.int16), np.eye(4)), tmp_path / "btcv" / "img" / f"img{n:04d}.nii.gz"
-        )
-        nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / "btcv" / "label" / f"label{n:04d}.nii.gz")
-    kwargs = {"embedded": False, "datalist_file": tmp_path / "dl.json"}
-    val = prepare_synapse_datalist(tmp_path / "btcv", split="validation", **kwargs)
-    train = prepare_synapse_datalist(tmp_path / "btcv", split="training", **kwargs)
-    case = lambda i: int(Path(i["image"]).name[3:7])  # noqa: E731
-    assert [case(i) for i in val] == sorted(TRANSUNET_TEST_CASES)
-    assert [case(i) for i in train] == sorted(TRANSUNET_TRAIN_CASES), "case 11 is in neither TransUNet list"
-    (tmp_path / "btcv" / "img" / "img0001.nii.gz").unlink()
-    (tmp_path / "btcv" / "label" / "label0001.nii.gz").unlink()
-    assert len(prepare_synapse_datalist(tmp_path / "btcv", split="all", **kwargs)) == len(ids) - 1  # random split
-    with pytest.raises(ValueError, match="missing: \\[1\\]"):
-        prepare_synapse_datalist(tmp_path / "btcv", split_mode="transunet", **kwargs)
-
-
-def test_slice_sampler_and_policies_reject_bad_arguments():
-    vol = {"image": torch.arange(2 * 3 * 5, dtype=torch.float32).reshape(1, 2, 3, 5), "label": torch.zeros(1, 2, 3, 5)}
-    sampler = RandAxialSlicesd(keys=["image", "label"], num_samples=10)
-    sampler.set_random_state(0)
-    out = sampler(vol)
-    assert len(out) == 5, "at most one sample per slice"
-    firsts = sorted(int(o["image"][0, 0, 0]) for o in out)
-    assert firsts == [0, 1, 2, 3, 4]
-    # class-balanced draws: organ 2 lies on slice 3 only, organ 1 on every slice -> slice 3 has 1/2 + 1/10
-    lab = torch.zeros(1, 2, 3, 5)
-    lab[0, 0, 0] = 1
-    lab[0, 1, 1, 3] = 2
-    balanced = RandAxialSlicesd(keys=["image", "label"], num_samples=1, label_key="label", class_balance=1.0)
-    np.testing.assert_allclose(balanced.slice_weights(lab), [0.1, 0.1, 0.1, 0.6, 0.1])
-    balanced.set_random_state(0)
-    drawn = [int(balanced({**vol, "label": lab})[0]["image"][0, 0, 0]) for _ in range(200)]
-    assert 100 < drawn.count(3) < 140 and set(drawn) == {0, 1, 2, 3, 4}
-    with pytest.raises(ValueError, match="label_key"):
-        RandAxialSlicesd(keys="image", class_balance=0.5)
-    with pytest.raises(ValueError, match="num_samples"):
-        RandAxialSlicesd(keys="image", num_samples=0)
-    with pytest.raises(ValueError, match="different slice counts"):
-        sampler({"image": torch.zeros(1, 2, 3, 5), "label": torch.zeros(1, 2, 3, 4)})
-    with pytest.raises(ValueError, match="empty_policy"):
-        synapse_case_scores(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)), empty_policy="ignore")
-    with pytest.raises(ValueError, match="hu_window"):
-        LoadSynapsed(keys="image", hu_window=(275, -125))
-    assert DANIE_PRESETS["large"]["depths"] == [3, 4, 6, 3]
+def test_network_presets_and_slices_per_item():
+    """The presets a config names (the network's DANIE-S/-B/-L and the bundle's tiny width) and the slices drawn."""
+    assert NETWORK_PRESETS["large"]["depths"] == [3, 4, 6, 3]
+    assert DANIE_PRESETS["large"]["depths"] == (3, 4, 6, 3), "the network's own presets"
+    assert {"tiny", *DANIE_PRESETS} == set(NETWORK_PRESETS)
+    for name, preset in DANIE_PRESETS.items():
+        assert danie_preset(name) == {key: list(value) for key, value in preset.items()}, name
+    tiny = danie_preset("tiny")
+    tiny["depths"].append(9)  # a copy: the table is not changed by its users
+    assert NETWORK_PRESETS["tiny"]["depths"] == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="unknown DANIE preset 'huge'"):
+        danie_preset("huge")
+    # TransUNet's .npz files are single slices; volumes give slices_per_volume
+    assert slices_per_item([{"image": "/d/train_npz/case0005_slice000.NPZ"}], 8) == 1
+    assert slices_per_item([{"image": "/d/img/img0001.nii.gz"}], 8) == 8
+    assert slices_per_item([{"image": "/d/test_vol_h5/case0001.npy.h5"}], 3) == 3
+    with pytest.raises(ValueError, match="empty"):
+        slices_per_item([], 8)
+    with pytest.raises(ValueError, match="slices_per_volume"):
+        slices_per_item([{"image": "a.nii.gz"}], 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -548,7 +510,7 @@ def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
     for parser, preset, size in ((quick, "tiny", [96, 96]), (paper, "large", [224, 224])):
         config = parser["network_def"]
         assert config["embed_dims"] == "$@preset['embed_dims']" and config["img_size"] == "@slice_size"
-        assert parser.get_parsed_content("preset") == DANIE_PRESETS[preset]
+        assert parser.get_parsed_content("preset") == NETWORK_PRESETS[preset]
         assert parser.get_parsed_content("network_def#spatial_dims") == 2
         assert parser.get_parsed_content("network_def#img_size") == size
     for parser in (quick, paper):
@@ -584,7 +546,7 @@ def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
     infer = parsed("inference.json", ckpt_path=str(tmp_path / "models" / "model.pt"))
     assert infer.get_parsed_content("slice_size") == [96, 96]
     assert infer.get_parsed_content("hu_window") == [-125, 275]
-    assert list(infer.get_parsed_content("network_def").embed_dims) == DANIE_PRESETS["tiny"]["embed_dims"]
+    assert list(infer.get_parsed_content("network_def").embed_dims) == NETWORK_PRESETS["tiny"]["embed_dims"]
 
 
 def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):

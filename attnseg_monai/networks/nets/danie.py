@@ -26,7 +26,7 @@ from ..blocks.skip_upsample import SkipUpBlock
 from ..registry import register_network
 from ..utils import check_channels, check_input_size, check_spatial_dims
 
-__all__ = ["DANIE", "danie_small", "danie_base", "danie_large"]
+__all__ = ["DANIE", "DANIE_PRESETS", "danie_small", "danie_base", "danie_large"]
 
 _NAME = "DANIE"
 
@@ -302,7 +302,8 @@ class DANIE(nn.Module):
             self.train(was_training)
 
 
-_PRESETS: dict[str, dict[str, Any]] = {
+#: DANIE-S / -B / -L (the paper reports DANIE-L): ``embed_dims``, ``depths``, ``num_heads`` of each preset
+DANIE_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"embed_dims": (32, 64, 160, 256), "depths": (2, 2, 2, 2), "num_heads": (1, 2, 5, 8)},
     "base": {"embed_dims": (64, 128, 320, 512), "depths": (2, 2, 2, 2), "num_heads": (1, 2, 5, 8)},
     "large": {"embed_dims": (64, 128, 320, 512), "depths": (3, 4, 6, 3), "num_heads": (1, 2, 5, 8)},
@@ -310,7 +311,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _preset(name: str, spatial_dims: int, in_channels: int, out_channels: int, **kwargs: Any) -> DANIE:
-    return DANIE(spatial_dims, in_channels, out_channels, **{**_PRESETS[name], **kwargs})
+    return DANIE(spatial_dims, in_channels, out_channels, **{**DANIE_PRESETS[name], **kwargs})
 
 
 @register_network("danie_small")
