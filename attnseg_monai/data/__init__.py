@@ -61,6 +61,7 @@ from .fileio import atomic_write_bytes, atomic_write_json, read_header
 from .folders import ImageMaskFolderReader, MitosisReader
 from .monuseg import MoNuSegReader, parse_aperio_xml, rasterize_polygons
 from .pairing import pair_by_stem
+from .pancreas import pancreas_inference_items, prepare_pancreas_datalist
 from .samples import (
     MANIFEST_NAME,
     load_nuclei_asset,
@@ -103,6 +104,8 @@ __all__ = [
     "make_nuclei_sample",
     "merge_lung_masks",
     "pair_by_stem",
+    "pancreas_inference_items",
+    "prepare_pancreas_datalist",
     "parse_aperio_xml",
     "rasterize_polygons",
     "read_dataset",

@@ -1,4 +1,4 @@
-"""Running the bundles' real workflows on tiny data: shared by the bundle tests."""
+"""Running the bundles' real workflows on tiny data, and reading their raw configs: shared by the bundle tests."""
 
 from __future__ import annotations
 
@@ -7,17 +7,35 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
 from attnseg_monai.bundle import BUNDLES_DIR
 from tests.bundles.cases import BUNDLE_CASES
 
-__all__ = ["checkout_tree", "configs", "copy_bundle", "overrides", "run_workflow", "working_directory"]
+__all__ = [
+    "checkout_tree",
+    "config_strings",
+    "configs",
+    "copy_bundle",
+    "overrides",
+    "run_workflow",
+    "working_directory",
+]
 
 
 def configs(root: Path, *names: str) -> list[str]:
     return [str(root / "configs" / n) for n in names]
+
+
+def config_strings(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string of a raw (unparsed) config with its MONAI id: ``[("train#datalist", "$..."), ...]``."""
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in config_strings(v, f"{path}#{k}" if path else str(k))]
+    if isinstance(node, list):
+        return [x for i, v in enumerate(node) for x in config_strings(v, f"{path}#{i}")]
+    return [(path, node)] if isinstance(node, str) else []
 
 
 def overrides(name: str, kind: str, root: Path | None = None, net: bool = True, **extra) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.metrics import compute_hausdorff_distance
 from monai.networks.utils import one_hot
@@ -31,7 +31,7 @@ from attnseg_monai.bundle.attention_maps import AttentionMapsd, sliding_window_a
 from attnseg_monai.data import make_pancreas_sample
 from attnseg_monai.networks.nets import GridAttentionUNet
 from tests.bundles.cases.attention_unet import CASE as TINY
-from tests.bundles.helpers import configs, copy_bundle, run_workflow
+from tests.bundles.helpers import config_strings, configs, copy_bundle, run_workflow
 from tests.inference.helpers import write_dicom_series
 
 ROOT = BUNDLES_DIR / "attention_unet"
@@ -96,8 +96,7 @@ def _write_dicom_series(folder: Path, volume: np.ndarray, spacing: tuple, origin
 def predicted(tmp_path_factory) -> dict:
     """inference.json + save_attention.json run once over an oblique NIfTI and an LPS DICOM series folder."""
     tmp = tmp_path_factory.mktemp("attention_unet_geometry")
-    root = tmp / "attention_unet"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    root = copy_bundle("attention_unet", tmp)
     (root / "models").mkdir()
     torch.manual_seed(0)
     net = GridAttentionUNet(3, 1, 3, features=FEATURES, deep_supervision=True)
@@ -107,20 +106,16 @@ def predicted(tmp_path_factory) -> dict:
     oblique = _write_oblique_nifti(inputs / "oblique.nii.gz")
     volume = np.random.default_rng(2).integers(-150, 250, size=(36, 30, 10)).astype(np.int16)
     dicom_affine = _write_dicom_series(inputs / "series_lps", volume, (0.9, 1.1, 3.0), (-20.0, 35.5, -310.0))
-    wf = ConfigWorkflow(
-        config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "save_attention.json")],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        workflow_type="infer",
-        run_id="run",
+    run_workflow(
+        configs(ROOT, "inference.json", "save_attention.json"),
+        ROOT,
+        "infer",
+        "run",
         bundle_root=str(root),
         dataset_dir=str(inputs),
         output_dir=str(out),
         **OVERRIDES,
     )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
     return {"out": out, "oblique": oblique, "dicom": (volume.shape, dicom_affine)}
 
 
@@ -262,23 +257,25 @@ def test_evaluation_metrics_per_organ_in_mm(tmp_path):
     assert "hd95_pancreas" in (tmp_path / "metrics.csv").read_text()
 
 
-def _config_strings(node, path: str = "") -> list[tuple[str, str]]:
-    """Every string of a raw config with its id (``train#dataset#data``)."""
-    if isinstance(node, dict):
-        return [x for k, v in node.items() for x in _config_strings(v, f"{path}#{k}" if path else str(k))]
-    if isinstance(node, list):
-        return [x for i, v in enumerate(node) for x in _config_strings(v, f"{path}#{i}")]
-    return [(path, node)] if isinstance(node, str) else []
-
-
 def test_no_setting_depends_on_where_the_data_lies():
     """``use_embedded_data`` chooses (or generates) the data and nothing else; no side file records a recipe."""
-    data_ids = {"datalist", "all_items"}
+    data_ids = {"datalist", "train#datalist", "validate#datalist"}
     for name in ("train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json"):
         text = (CONFIGS / name).read_text()
         assert "recipe.json" not in text and "write_recipe" not in text, name
-        users = {i for i, v in _config_strings(json.loads(text)) if "@use_embedded_data" in v}
+        users = {i for i, v in config_strings(json.loads(text)) if "@use_embedded_data" in v}
         assert users <= data_ids, f"{name}: {sorted(users - data_ids)} switch on the data folder"
+
+
+@pytest.mark.parametrize("name", ["train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json"])
+def test_configs_call_helpers_not_clever_expressions(name: str):
+    """Side effects are not sequenced in lists (``[f(), g(), x][-1]``), datalists are one helper call with plain
+    arguments (no ``x if c else y``), and the per-class metrics take a helper, not a nested lambda."""
+    for key, value in config_strings(json.loads((CONFIGS / name).read_text())):
+        assert "][-1]" not in value, f"{name}: {key} sequences side effects in a list"
+        assert "lambda " not in value or key.endswith("batch_transform"), f"{name}: {key} defines a lambda"
+        if key.endswith("datalist"):
+            assert " if " not in value and value.count("attnseg_monai.") == 1, f"{name}: {key}: {value}"
 
 
 def test_train_json_is_the_quick_recipe_whatever_the_data(tmp_path):

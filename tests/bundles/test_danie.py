@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 from monai.transforms import Resize
 
 from attnseg_monai.bundle import BUNDLES_DIR, read_record, record_path
@@ -33,6 +33,7 @@ from attnseg_monai.data import (
 from attnseg_monai.networks import network_config
 from attnseg_monai.networks.nets.danie import DANIE_PRESETS
 from attnseg_monai.transforms import LoadSynapsed
+from tests.bundles.helpers import config_strings, configs, copy_bundle, run_workflow
 from tests.ct_series import write_ct_slices
 
 ROOT = BUNDLES_DIR / "danie"
@@ -52,25 +53,6 @@ class IntensityOracle(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         classes = torch.round(x[:, 0] * 8).clamp(0, 8).long()
         return torch.nn.functional.one_hot(classes, 9).movedim(-1, 1).float()
-
-
-def _configs(*names: str, root: Path = ROOT) -> list[str]:
-    return [str(root / "configs" / n) for n in names]
-
-
-def _workflow(files: list[str], run_id: str, kind: str = "infer", **overrides) -> ConfigWorkflow:
-    wf = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        workflow_type=kind,
-        run_id=run_id,
-        **overrides,
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    return wf
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,8 +161,10 @@ def evaluated(tmp_path_factory) -> dict:
     out = {"item": item, "label": label, "pred": pred, "tmp": tmp}
     for policy in ("exclude", "transunet"):
         eval_dir = tmp / f"eval_{policy}"
-        _workflow(
-            _configs("inference.json", "evaluate.json"),
+        run_workflow(
+            configs(ROOT, "inference.json", "evaluate.json"),
+            ROOT,
+            "infer",
             "evaluating",
             **_oracle_overrides(
                 tmp, eval_dir=str(eval_dir), datalist=[item], slice_size=list(SHAPE[:2]), empty_policy=policy
@@ -239,8 +223,10 @@ def test_written_prediction_has_the_input_geometry(evaluated):
 def test_resized_inference_restores_the_input_grid(evaluated, tmp_path):
     """Slices resized to 32x32 for the network and the labels brought back with nearest interpolation."""
     item, pred = evaluated["item"], evaluated["pred"]
-    _workflow(
-        _configs("inference.json"),
+    run_workflow(
+        configs(ROOT, "inference.json"),
+        ROOT,
+        "infer",
         "run",
         **_oracle_overrides(evaluated["tmp"], dataset_dir=item["image"], output_dir=str(tmp_path), slice_size=[32, 32]),
     )
@@ -264,8 +250,10 @@ def test_transunet_h5_volume_scores_in_voxels_and_keeps_its_name(tmp_path):
     with h5py.File(path, "w") as f:  # stored (D, rows, columns); the image encodes the label itself
         f["image"] = (label / 8.0).astype(np.float32).T
         f["label"] = label.astype(np.float32).T
-    _workflow(
-        _configs("inference.json", "evaluate.json"),
+    run_workflow(
+        configs(ROOT, "inference.json", "evaluate.json"),
+        ROOT,
+        "infer",
         "evaluating",
         **_oracle_overrides(tmp_path, datalist=[{"image": str(path), "label": str(path)}], slice_size=list(SHAPE[:2])),
     )
@@ -309,8 +297,10 @@ def test_dicom_series_folder_is_segmented_in_its_geometry(evaluated, tmp_path):
     classes = np.transpose(evaluated["pred"], (1, 0, 2))  # (rows, columns, slices) = (12, 16, 10)
     affine = _write_dicom_series(tmp_path / "series", classes, spacing=(1.5, 0.75, 2.5))
     out = tmp_path / "out"
-    _workflow(
-        _configs("inference.json"),
+    run_workflow(
+        configs(ROOT, "inference.json"),
+        ROOT,
+        "infer",
         "run",
         **_oracle_overrides(tmp_path, dataset_dir=str(tmp_path / "series"), output_dir=str(out), slice_size=[16, 12]),
     )
@@ -336,7 +326,7 @@ def phantoms(tmp_path_factory) -> dict[str, Path]:
 def _train_parser(dataset_dir: Path, out: Path, *extra_files: str, **overrides) -> ConfigParser:
     """train.json + paper.json (the paper's recipe) on a real-layout folder, tiny network."""
     parser = ConfigParser()
-    parser.read_config(_configs("train.json", "paper.json", *extra_files))
+    parser.read_config(configs(ROOT, "train.json", "paper.json", *extra_files))
     parser.update(
         {
             "bundle_root": str(ROOT),
@@ -424,14 +414,14 @@ def test_network_presets_and_slices_per_item():
 
 
 def test_3d_configuration_trains_and_infers(tmp_path):
-    root = tmp_path / "danie"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    root = copy_bundle("danie", tmp_path)
     sample = {"num_cases": 3, "shape": [32, 32, 16]}  # one 32x32x16 window per volume
     net = {**TINY_NET, "network_def#patch_size": 2}  # size_divisible_by 16
-    _workflow(
-        _configs("train.json", "train_3d.json", root=root),
-        "training",
+    run_workflow(
+        configs(root, "train.json", "train_3d.json"),
+        root,
         "train",
+        "training",
         bundle_root=str(root),
         embedded_sample=sample,
         quick_epochs=1,
@@ -446,7 +436,7 @@ def test_3d_configuration_trains_and_infers(tmp_path):
     assert record.preprocessing == {"hu_window": [-125, 275], "roi_size": [32, 32, 16]}
     assert "val_mean_dice" in (root / "eval" / "3d" / "metrics.csv").read_text()
     # no network or window override: the record beside models/3d/model.pt brings them
-    _workflow(_configs("inference.json", "inference_3d.json", root=root), "run", embedded_sample=sample)
+    run_workflow(configs(root, "inference.json", "inference_3d.json"), root, "infer", "run", embedded_sample=sample)
     written = sorted((root / "eval" / "3d" / "predictions").glob("*_seg.nii.gz"))
     assert len(written) == 3
     source = nib.load(root / "data" / "generated" / "synapse" / "img" / "img0001.nii.gz")
@@ -454,15 +444,6 @@ def test_3d_configuration_trains_and_infers(tmp_path):
     assert seg.shape == source.shape and seg.get_data_dtype() == np.uint8
     np.testing.assert_allclose(seg.affine, source.affine, atol=1e-5)
     assert int(np.asarray(seg.dataobj).max()) <= 8
-
-
-def _config_strings(node, path: str = "") -> list[tuple[str, str]]:
-    """Every string of a raw config with its id (``train#datalist``)."""
-    if isinstance(node, dict):
-        return [x for k, v in node.items() for x in _config_strings(v, f"{path}#{k}" if path else str(k))]
-    if isinstance(node, list):
-        return [x for i, v in enumerate(node) for x in _config_strings(v, f"{path}#{i}")]
-    return [(path, node)] if isinstance(node, str) else []
 
 
 PAPER_CHANGES = {  # setting: (quick: train.json, paper: train.json + paper.json)
@@ -486,14 +467,25 @@ def test_no_setting_depends_on_where_the_data_lies(name: str):
     """``use_embedded_data`` chooses (or generates) the data and nothing else; no side file records settings."""
     text = (CONFIGS / name).read_text()
     assert "train_settings" not in text, f"{name} still reads or writes the removed side file"
-    users = {i for i, v in _config_strings(json.loads(text)) if "@use_embedded_data" in v}
+    users = {i for i, v in config_strings(json.loads(text)) if "@use_embedded_data" in v}
     assert all("datalist" in i for i in users), f"{name}: {sorted(users)} switch on the data folder"
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES + CONFIG_FILES_3D)
+def test_configs_call_helpers_not_clever_expressions(name: str):
+    """Side effects are not sequenced in lists (``[f(), g(), x][-1]``), datalists and the slices drawn per item are
+    one helper call with plain arguments (no ``x if c else y``)."""
+    for key, value in config_strings(json.loads((CONFIGS / name).read_text())):
+        assert "][-1]" not in value, f"{name}: {key} sequences side effects in a list"
+        assert "lambda " not in value or key.endswith("batch_transform"), f"{name}: {key} defines a lambda"
+        if key.endswith(("datalist", "slices_per_item")) and value.startswith("$"):
+            assert " if " not in value and value.count("attnseg_monai.") == 1, f"{name}: {key}: {value}"
 
 
 def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
     def parsed(*files: str, **extra) -> ConfigParser:
         parser = ConfigParser()
-        parser.read_config(_configs(*files))
+        parser.read_config(configs(ROOT, *files))
         parser.update({"bundle_root": str(ROOT), "ckpt_dir": str(tmp_path / "models"), **extra})
         return parser
 
@@ -554,14 +546,14 @@ def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):
     epoch; then inference.json and evaluate.json, given nothing but the bundle folder, build the recorded network and
     repeat the recorded slice size and window, and inference runs with every tensor loaded. The same weights
     elsewhere without their record do not fit the default network and are refused; with it they decide again."""
-    root = tmp_path / "danie"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
+    root = copy_bundle("danie", tmp_path)
     sample = {"num_cases": 3, "shape": [32, 32, 16]}
     preprocessing = {"slice_size": [32, 32], "hu_window": [-150, 250]}
-    _workflow(
-        _configs("train.json", "paper.json", root=root),
-        "training",
+    run_workflow(
+        configs(root, "train.json", "paper.json"),
+        root,
         "train",
+        "training",
         bundle_root=str(root),
         embedded_sample=sample,
         paper_epochs=1,
@@ -584,7 +576,7 @@ def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):
 
     def parsed(*files: str, **extra) -> ConfigParser:
         parser = ConfigParser()
-        parser.read_config(_configs(*files, root=root))
+        parser.read_config(configs(root, *files))
         parser.update({"bundle_root": str(root), **extra})
         return parser
 
@@ -601,7 +593,7 @@ def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):
     check(parsed("inference.json"), ["load"])
     check(parsed("inference.json", "evaluate.json"), ["load", "eval_load"])
     # and it runs from the bundle's own configs: the strict loader takes every tensor of model.pt
-    _workflow(_configs("inference.json", root=root), "run", embedded_sample=sample)
+    run_workflow(configs(root, "inference.json"), root, "infer", "run", embedded_sample=sample)
     written = sorted((root / "eval" / "predictions").glob("*_seg.nii.gz"))
     assert len(written) == sample["num_cases"], written
     source = nib.load(root / "data" / "generated" / "synapse" / "img" / "img0001.nii.gz")

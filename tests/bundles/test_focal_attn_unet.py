@@ -4,7 +4,7 @@ quick and paper recipes as config files, and the record bringing the working siz
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from torch import nn
 from attnseg_monai.bundle import read_record, record_path
 from attnseg_monai.networks import network_config
 from attnseg_monai.transforms.crf import CRFd
-from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
+from tests.bundles.helpers import config_strings, configs, copy_bundle, overrides, run_workflow
 
 NAME = "focal_attn_unet"
 TINY = {"network_def#features": [4, 8, 16, 32, 64]}
@@ -133,17 +133,6 @@ PAPER = {  # setting: (quick recipe = train.json, paper recipe = train.json + pa
 }
 
 
-def _strings(node, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(value, (*path, key))
-    elif isinstance(node, list):
-        for k, value in enumerate(node):
-            yield from _strings(value, (*path, k))
-    elif isinstance(node, str):
-        yield path, node
-
-
 def test_quick_and_paper_recipes_are_config_files(parser_of, root: Path):
     # the quick recipe on the user's data: --dataset_dir changes no setting any more
     quick = parser_of("train.json", dataset_dir="/data/montgomery")
@@ -174,9 +163,9 @@ def test_quick_and_paper_recipes_are_config_files(parser_of, root: Path):
     # use_embedded_data only chooses the data (the datalists), never a setting
     for name in ("train.json", "inference.json", "evaluate.json", "paper.json", "dilated.json", "crf.json"):
         config = json.loads((root / "configs" / name).read_text())
-        for path, text in _strings(config):
+        for path, text in config_strings(config):
             if "@use_embedded_data" in text:
-                assert "datalist" in path, f"{name}: {'#'.join(map(str, path))} switches on use_embedded_data"
+                assert "datalist" in path.split("#"), f"{name}: {path} switches on use_embedded_data"
 
 
 def test_paper_record_sets_the_working_size_of_inference(parser_of, root: Path, tmp_path: Path):

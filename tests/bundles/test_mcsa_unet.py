@@ -26,6 +26,7 @@ from attnseg_monai.metrics import SurfaceDistancePolicyMetric
 from attnseg_monai.networks import network_config
 from attnseg_monai.networks.nets import MCSAUNet
 from tests.bundles.cases import BUNDLE_CASES
+from tests.bundles.helpers import config_strings
 
 NAME = "mcsa_unet"
 ROOT = BUNDLES_DIR / NAME
@@ -119,18 +120,6 @@ def test_ablation_rows_at_the_paper_widths():
     assert counts["res"] > counts["unet"] and counts["ca"] > counts["unet"]
 
 
-def _strings(node, path: tuple = ()):
-    """Every string of a parsed JSON config with its path."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(value, (*path, key))
-    elif isinstance(node, list):
-        for k, value in enumerate(node):
-            yield from _strings(value, (*path, k))
-    elif isinstance(node, str):
-        yield path, node
-
-
 def test_quick_and_paper_recipes_are_config_files():
     quick, paper = _parser("train.json", dataset_dir="/data/mitosis"), _parser("train.json", "paper.json")
     assert quick.get_parsed_content("recipe") == "quick" and paper.get_parsed_content("recipe") == "paper"
@@ -156,9 +145,9 @@ def test_quick_and_paper_recipes_are_config_files():
     # use_embedded_data only chooses the data (the datalists), never a setting
     configs = ["train.json", "inference.json", "evaluate.json", "paper.json", *(f"ablation/{r}.json" for r in ROWS)]
     for name in configs:
-        for path, text in _strings(json.loads((ROOT / "configs" / name).read_text())):
+        for path, text in config_strings(json.loads((ROOT / "configs" / name).read_text())):
             if "@use_embedded_data" in text:
-                assert "datalist" in path, f"{name}: {'#'.join(map(str, path))} switches on use_embedded_data"
+                assert "datalist" in path.split("#"), f"{name}: {path} switches on use_embedded_data"
     # inference builds the quick width for a bundle without a trained model; a record decides otherwise
     infer = _parser("inference.json")
     assert infer.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)

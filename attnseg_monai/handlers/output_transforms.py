@@ -1,0 +1,38 @@
+"""``output_transform`` functions for MONAI's metric handlers (``MeanDice``, ``IgniteMetricHandler``...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["one_class_output"]
+
+
+def one_class_output(
+    index: int, keys: Sequence[str] = ("pred", "label")
+) -> Callable[[Sequence[Mapping[str, Any]]], tuple[list[Any], ...]]:
+    """An ``output_transform`` that scores one class: channels ``[0, index]`` of each decollated item's one-hot
+    ``keys`` (background and the class), as ``monai.handlers.from_engine(keys)`` returns them for all classes.
+
+    With ``include_background=False`` the metric (``MeanDice``, HD95 through ``IgniteMetricHandler``) then sees class
+    ``index`` alone, so a config writes one metric per organ without a lambda::
+
+        "val_dice_pancreas": {"_target_": "MeanDice", "include_background": false,
+                              "output_transform": "$attnseg_monai.handlers.one_class_output(1)"}
+
+    Args:
+        index: the class channel (>= 1; 0 is the background).
+        keys: the one-hot entries of each item, prediction first.
+
+    Raises:
+        ValueError: if ``index`` is not an int >= 1.
+    """
+    if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+        raise ValueError(f"index must be a class channel >= 1 (0 is the background), got {index!r}.")
+    names = tuple(keys)
+
+    def transform(batch: Sequence[Mapping[str, Any]]) -> tuple[list[Any], ...]:
+        items = batch if isinstance(batch, (list, tuple)) else [batch]
+        return tuple([item[key][[0, index]] for item in items] for key in names)
+
+    return transform
