@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from .base import DatasetReader, get_reader_class, list_readers, register_reader
 from .chest_xray import MontgomeryReader, ShenzhenReader, merge_lung_masks
+from .ct_inputs import is_dicom_series, volume_inputs
 from .ct_labels import (
     BTCV_LABELS,
     BTCV_TO_SYNAPSE8,
@@ -72,7 +73,6 @@ from .samples import (
 )
 from .synapse import (
     SYNAPSE_ORGANS,
-    is_dicom_series,
     is_transunet_file,
     prepare_synapse_datalist,
     require_volumes,
@@ -150,5 +150,6 @@ __all__ = [
     "render_ct_phantom",
     "transunet_preprocess",
     "validate_volume_pairs",
+    "volume_inputs",
     "volume_case_key",
 ]

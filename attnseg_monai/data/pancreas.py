@@ -6,8 +6,8 @@ The ``attention_unet`` bundle (seed 004) reads the Medical Segmentation Decathlo
 
 - :func:`prepare_pancreas_datalist`: the items of one split, after reading (or making) the data, checking the pairs
   and writing the datalist;
-- :func:`pancreas_inference_items`: the volumes to segment (the test section of the layout, or any file, folder or
-  DICOM series).
+- :func:`pancreas_inference_items`: the volumes to segment (the test section of the layout, or the volume files and
+  DICOM series a path names).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from .ct_inputs import volume_inputs
 from .ct_samples import make_pancreas_sample
 from .ct_validation import validate_volume_pairs
 from .datalist import make_datalist, select_fold, write_datalist
@@ -112,23 +113,21 @@ def pancreas_inference_items(
     exclude: Sequence[str | os.PathLike] = (),
     **sample_kwargs: Any,
 ) -> list[dict[str, str]]:
-    """Volumes to segment: the test section of an MSD layout, or whatever ``dataset_dir`` names.
+    """Volumes to segment: the test section of an MSD layout, or the volumes ``dataset_dir`` names.
 
     - ``embedded=True``: the embedded phantoms are made in ``dataset_dir`` (``sample_kwargs``), and their test
       images (``imagesTs/``) returned;
     - a folder with a ``dataset.json`` (MSD layout): its test section;
-    - anything else (a file, a folder of volumes and DICOM series folders, a glob, a datalist JSON):
-      :func:`attnseg_monai.inference.inputs.collect_inputs`, never taking the folders in ``exclude`` (the output
-      folder).
+    - anything else: :func:`~attnseg_monai.data.ct_inputs.volume_inputs` (one volume file or DICOM series folder,
+      or the NIfTI/NRRD/MetaImage files and DICOM series sub-folders of a folder, never a folder in ``exclude``:
+      the output folder).
 
     Raises:
-        ValueError: if ``dataset_dir`` matches nothing (from ``collect_inputs``).
+        FileNotFoundError: if ``dataset_dir`` does not exist, is not a volume, or holds none.
     """
     if embedded:
         make_pancreas_sample(dataset_dir, **sample_kwargs)
         return read_dataset(dataset_dir, layout="msd", section="test")
     if os.path.isfile(os.path.join(dataset_dir, "dataset.json")):
         return read_dataset(dataset_dir, layout="msd", section="test")
-    from ..inference.inputs import collect_inputs  # the batch app's input rules; imported late: data sits below it
-
-    return [{"image": str(case.path)} for case in collect_inputs(dataset_dir, exclude=list(exclude)).cases]
+    return volume_inputs(dataset_dir, exclude=exclude)

@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .ct_inputs import is_dicom_series, volume_inputs
 from .ct_labels import SYNAPSE_CLASSES
-from .ct_readers import BTCVReader, TransUNetSynapseReader, is_volume_file, volume_case_key
+from .ct_readers import BTCVReader, TransUNetSynapseReader, volume_case_key
 from .ct_samples import TRANSUNET_TEST_CASES, TRANSUNET_TRAIN_CASES, make_synapse_sample
 from .ct_validation import validate_volume_pairs
 from .datalist import make_datalist, select_fold, write_datalist
@@ -31,7 +32,6 @@ from .discovery import find_reader, read_dataset
 
 __all__ = [
     "SYNAPSE_ORGANS",
-    "is_dicom_series",
     "is_transunet_file",
     "prepare_synapse_datalist",
     "require_volumes",
@@ -44,18 +44,13 @@ logger = logging.getLogger(__name__)
 #: the 8 organs of the Synapse protocol, in channel order 1..8 (channel 0 is background)
 SYNAPSE_ORGANS: tuple[str, ...] = tuple(SYNAPSE_CLASSES[1:])
 _TRANSUNET_FILE = (".npz", ".h5", ".hdf5")
+_TRANSUNET_VOLUME = (".h5", ".hdf5")
 _SLICE_NAME = re.compile(r"case(\d+)_slice\d+", re.IGNORECASE)
 
 
 def is_transunet_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is one of TransUNet's preprocessed files (``.npz`` slice, ``.npy.h5`` / ``.hdf5`` volume)."""
     return str(path).lower().endswith(_TRANSUNET_FILE)
-
-
-def is_dicom_series(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder that directly holds ``.dcm`` files (one DICOM series, read with ITK)."""
-    folder = Path(path)
-    return folder.is_dir() and any(p.suffix.lower() == ".dcm" and p.is_file() for p in folder.iterdir())
 
 
 def _btcv_case_id(path: str) -> int | None:
@@ -225,11 +220,11 @@ def synapse_inference_items(
 ) -> list[dict[str, str]]:
     """Volumes to segment: the embedded phantoms, one file, one DICOM series folder, or the volumes of a folder.
 
-    A folder holding ``.dcm`` files is one DICOM series (read by ITK, which sorts the slices by position). A folder
-    in TransUNet's layout gives its ``test_vol_h5`` volumes; a raw BTCV folder its ``Testing/img`` volumes when
-    there are any, else its training images; any other folder every volume file in it (NIfTI, NRRD, MetaImage,
-    ``.h5``) and every sub-folder that is a DICOM series. ``sample_kwargs`` go to the sample maker and are ignored
-    unless ``embedded``.
+    A folder in TransUNet's layout gives its ``test_vol_h5`` volumes; a raw BTCV folder its ``Testing/img`` volumes
+    when there are any, else its training images; anything else what
+    :func:`~attnseg_monai.data.ct_inputs.volume_inputs` takes (one volume file or DICOM series folder, or the volume
+    files, TransUNet ``.h5`` volumes included, and DICOM series sub-folders of a folder). ``sample_kwargs`` go to the
+    sample maker and are ignored unless ``embedded``.
 
     Raises:
         FileNotFoundError: if ``dataset_dir`` does not exist or holds no volume.
@@ -237,14 +232,8 @@ def synapse_inference_items(
     if embedded:
         return [{"image": item["image"]} for item in make_synapse_sample(dataset_dir, **sample_kwargs)]
     root = Path(dataset_dir)
-    if is_dicom_series(root):
-        return [{"image": str(root.resolve())}]
-    if root.is_file():
-        if not (is_volume_file(root) or root.name.lower().endswith((".h5", ".hdf5"))):
-            raise FileNotFoundError(f"{root}: not a volume this bundle reads (NIfTI, NRRD, MetaImage, TransUNet .h5).")
-        return [{"image": str(root.resolve())}]
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such file or folder.")
+    if not root.is_dir() or is_dicom_series(root):
+        return volume_inputs(root, extra_suffixes=_TRANSUNET_VOLUME)
     if TransUNetSynapseReader.detect(root) and any(p.name.lower() == "test_vol_h5" for p in root.iterdir()):
         items = read_dataset(root, layout="transunet", section="test")
     elif BTCVReader.detect(root):
@@ -254,12 +243,7 @@ def synapse_inference_items(
             items = []
         items = items or read_dataset(root, layout="btcv")
     else:
-        files = sorted(
-            p
-            for p in root.iterdir()
-            if is_volume_file(p) or p.name.lower().endswith((".h5", ".hdf5")) or is_dicom_series(p)
-        )
-        items = [{"image": str(p.resolve())} for p in files]
+        return volume_inputs(root, extra_suffixes=_TRANSUNET_VOLUME)
     if not items:
         raise FileNotFoundError(
             f"{root}: holds no volume (NIfTI, NRRD, MetaImage, TransUNet .npy.h5 or a DICOM series folder)."

@@ -23,9 +23,10 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform, Randomizable
 from monai.transforms.traits import MultiSampleTrait
 
+from ..data.ct_inputs import is_dicom_series
 from ..data.ct_labels import btcv_to_synapse8
 from ..data.ct_readers import TransUNetH5Reader, TransUNetNpzReader
-from ..data.synapse import is_dicom_series, is_transunet_file
+from ..data.synapse import is_transunet_file
 
 __all__ = ["HU_WINDOW", "LoadSynapsed", "RandAxialSlicesd", "load_synapse"]
 

@@ -106,6 +106,17 @@ def test_inference_items_of_the_layout_and_of_any_folder(task, tmp_path):
     shutil.copy(tests[1]["image"], scans / "out" / "b.nii.gz")
     found = pancreas_inference_items(scans, embedded=False, exclude=[scans / "out"])
     assert [Path(i["image"]).name for i in found] == ["a.nii.gz"]
-    assert pancreas_inference_items(scans / "a.nii.gz", embedded=False) == [{"image": str(scans / "a.nii.gz")}]
-    with pytest.raises(ValueError, match="not found"):
+    single = pancreas_inference_items(scans / "a.nii.gz", embedded=False)
+    assert single == [{"image": str(scans.resolve() / "a.nii.gz")}]
+    # a DICOM series sub-folder is one case; other files and plain sub-folders are left out
+    (scans / "series").mkdir()
+    (scans / "series" / "IM0001.dcm").write_bytes(b"")
+    (scans / "notes.txt").write_text("not a volume")
+    found = pancreas_inference_items(scans, embedded=False, exclude=[scans / "out"])
+    assert [Path(i["image"]).name for i in found] == ["a.nii.gz", "series"]
+    with pytest.raises(FileNotFoundError, match="no such file"):
         pancreas_inference_items(tmp_path / "absent", embedded=False)
+    with pytest.raises(FileNotFoundError, match="holds no volume"):
+        pancreas_inference_items(scans, embedded=False, exclude=[scans / "a.nii.gz", scans / "series"])
+    with pytest.raises(FileNotFoundError, match="not a volume"):
+        pancreas_inference_items(scans / "notes.txt", embedded=False)
