@@ -6,7 +6,7 @@ What one run measures (see ``docs/benchmarks.md`` for the method and the recorde
    best of several, ``2 N^3`` FLOP each);
 2. every network of the collection and MONAI's references on a 1720x1280 RGB slide: MONAI's default
    ``SlidingWindowInferer(roi_size=256, overlap=0.25)`` in float32 (the baseline) against
-   :class:`attnseg_monai.fastpath.FastSlidingWindowInferer` (``precision="auto"``, windows of at most 512 fitted to
+   :class:`attnseg_monai.inferers.FastSlidingWindowInferer` (``precision="auto"``, windows of at most 512 fitted to
    the slide, overlap >= 64 px, Gaussian blending); seconds, megapixels/s, effective GFLOP/s (FLOPs of one forward
    over the slide, counted by ``describe_network``, divided by the time), its share of the measured peak, and the
    peak resident memory of each run;
@@ -15,7 +15,7 @@ What one run measures (see ``docs/benchmarks.md`` for the method and the recorde
 4. accuracy: a trained hannet (``--checkpoint``) on the embedded real nuclei sample, MONAI's float32 path against the
    bundle's fast inferer; Dice of the two argmax outputs per image;
 5. training: one step of each bundle's default recipe (network, loss, optimiser, batch and patch size parsed from its
-   ``train.json``) in float32 and under bf16 autocast (:class:`attnseg_monai.fastpath.AutocastIteration`'s context).
+   ``train.json``) in float32 and under bf16 autocast (:class:`attnseg_monai.precision.AutocastIteration`'s context).
 
 Peak resident memory is the kernel's high-water mark (``VmHWM``), reset before each run through
 ``/proc/self/clear_refs``; it includes what the process already holds (reported too, as ``rss_before``).
@@ -260,7 +260,7 @@ def _flops_per_element(net: nn.Module, size: tuple[int, ...], in_channels: int) 
 def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[str], None]) -> list[dict]:
     from monai.inferers import SlidingWindowInferer
 
-    from attnseg_monai.fastpath import FastSlidingWindowInferer
+    from attnseg_monai.inferers import FastSlidingWindowInferer
 
     width, height = args.slide
     slide = torch.rand(1, 3, width, height)  # PILReader's (C, W, H) order, as the bundles load a PNG
@@ -356,8 +356,7 @@ def _bench_3d_case(
     peak: dict[str, float],
 ) -> dict[str, Any]:
     """One 3D case: the volume through the fast path (slab or slice-wise), labels out."""
-    from attnseg_monai.fastpath import with_fast_path
-    from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer
+    from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer, with_fast_path
 
     shape = tuple(volume.shape[2:])
     voxels = math.prod(shape)
@@ -916,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         import monai
 
-        from attnseg_monai.fastpath import detect_capabilities, resolve_policy
+        from attnseg_monai.precision import detect_capabilities, resolve_policy
 
         caps = detect_capabilities("cpu")
         policy = resolve_policy(args.precision, "cpu", capabilities=caps)

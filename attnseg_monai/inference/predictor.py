@@ -42,7 +42,7 @@ from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import EnsureChannelFirst, Invertd
 
 from ..data.fileio import sha256_file
-from ..fastpath import PRECISIONS, PrecisionPolicy, prepare_for_inference, resolve_policy
+from ..precision import PRECISIONS, PrecisionPolicy, prepare_for_inference, resolve_policy
 from .bundle_loader import BundleParts, OutputSpec, load_bundle
 from .errors import InputError, OutputConflictError
 from .inputs import CaseInput, collect_inputs
@@ -128,7 +128,7 @@ class BundlePredictor:
         progress: progress bars over cases, windows of large images, and slide tiles.
         precision: ``"auto"`` (the bundle's ``precision`` key, else chosen per device: bfloat16 + channels-last
             with batch norm folded on CPUs with AMX/AVX-512 BF16, bf16/fp16 on CUDA, float32 elsewhere), ``"fp32"``
-            (the untouched float32 network), ``"bf16"`` or ``"fp16"``; see :mod:`attnseg_monai.fastpath` and
+            (the untouched float32 network), ``"bf16"`` or ``"fp16"``; see :mod:`attnseg_monai.precision` and
             ``docs/benchmarks.md`` (reduced precision may move class borders by a pixel).
         output_ext: ending of the label outputs (default: the bundle's, e.g. ``.png`` or ``.nii.gz``).
         wsi: ``"auto"`` (slides by ending, pyramidal/huge TIFFs), ``"always"`` or ``"never"``.

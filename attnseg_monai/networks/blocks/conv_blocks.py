@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
@@ -52,8 +51,3 @@ class DoubleConv(nn.Sequential):
                     bias=norm is None,
                 ),
             )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - nn.Sequential order
-        for module in self:
-            x = module(x)
-        return x

@@ -6,9 +6,9 @@ engines use it the same way) that, before the window loop:
 
 1. resolves the precision policy for the input's device (``precision="auto"``: bf16 + channels-last on AMX/AVX-512
    BF16 CPUs, bf16/fp16 on CUDA, float32 elsewhere; ``"fp32"`` is MONAI's path exactly);
-2. prepares a copy of the network once (:func:`~.prepare.prepare_for_inference`: eval, batch norm folded, weights
-   cast, channels-last) and reuses it until the network's weights change (a checkpoint is loaded, a training
-   step runs), so a validation inferer always sees the current weights;
+2. prepares a copy of the network once (:func:`~attnseg_monai.precision.prepare_for_inference`: eval, batch norm
+   folded, weights cast, channels-last) and reuses it until the network's weights change (a checkpoint is loaded, a
+   training step runs), so a validation inferer always sees the current weights;
 3. optionally (``fit_windows=True``) fits the window grid to the image: the fewest windows of at most
    ``roi_size`` that cover each axis with at least ``overlap * roi_size`` pixels of overlap, window sizes rounded
    up to the network's ``size_divisible_by``. With ``roi_size=512, overlap=0.125`` a 1720x1280 slide takes 4x3
@@ -33,8 +33,8 @@ from monai.inferers.utils import sliding_window_inference
 from monai.utils import BlendMode, ensure_tuple_rep
 from torch import nn
 
-from .policy import PRECISIONS, PrecisionPolicy, resolve_policy
-from .prepare import FastNetwork, prepare_for_inference
+from ..precision.policy import PRECISIONS, PrecisionPolicy, resolve_policy
+from ..precision.prepare import FastNetwork, prepare_for_inference
 
 __all__ = ["FastPathMixin", "FastSlidingWindowInferer", "fit_window_grid", "with_fast_path"]
 
@@ -98,7 +98,7 @@ class FastPathMixin:
     """Runs an inferer's network on the fast path: mixed into an inferer class, its ``__call__`` swaps the network
     for a prepared copy (cached until the weights change) before the inferer's own ``__call__`` runs.
 
-    Attributes read: ``precision`` (one of :data:`~.policy.PRECISIONS`) and ``fold_batch_norm``.
+    Attributes read: ``precision`` (one of :data:`~attnseg_monai.precision.PRECISIONS`) and ``fold_batch_norm``.
     """
 
     precision: str = "auto"
@@ -131,8 +131,9 @@ class FastPathMixin:
 
     def fast_network(self, inputs: torch.Tensor, network: Callable[..., Any]) -> Callable[..., Any]:
         """What the inferer should call instead of ``network``: the prepared copy of an ``nn.Module`` (unless the
-        policy is the float32 reference), or ``network`` itself when it is a :class:`~.prepare.FastNetwork` or a
-        plain callable (which then owns its precision, as ``BundlePredictor``'s forward does)."""
+        policy is the float32 reference), or ``network`` itself when it is a
+        :class:`~attnseg_monai.precision.FastNetwork` or a plain callable (which then owns its precision, as
+        ``BundlePredictor``'s forward does)."""
         policy = self.policy_for(inputs.device)
         if isinstance(network, nn.Module) and not isinstance(network, FastNetwork) and not policy.is_reference:
             return self.prepared_network(network, policy)
@@ -148,7 +149,7 @@ def with_fast_path(inferer: Inferer, precision: str = "auto", fold_batch_norm: b
 
     Use it for inferers other than MONAI's sliding window, e.g. the slab-wise 3D inferer of the CT bundles::
 
-        "inferer": {"_target_": "attnseg_monai.fastpath.with_fast_path", "precision": "@precision",
+        "inferer": {"_target_": "attnseg_monai.inferers.with_fast_path", "precision": "@precision",
                     "inferer": {"_target_": "attnseg_monai.inferers.SlabSlidingWindowInferer", ...}}
 
     Args:
@@ -192,7 +193,7 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
 
     Usable from a bundle config by its full path::
 
-        "inferer": {"_target_": "attnseg_monai.fastpath.FastSlidingWindowInferer", "roi_size": [512, 512],
+        "inferer": {"_target_": "attnseg_monai.inferers.FastSlidingWindowInferer", "roi_size": [512, 512],
                     "sw_batch_size": 1, "overlap": 0.125, "mode": "gaussian", "precision": "@precision",
                     "fit_windows": true}
 
@@ -203,7 +204,7 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
             of ``roi_size``).
         mode: ``"constant"`` or ``"gaussian"`` blending.
         precision: ``"auto"``, ``"fp32"`` (MONAI's float32 path, untouched network), ``"bf16"`` or ``"fp16"``;
-            see :mod:`attnseg_monai.fastpath.policy`.
+            see :mod:`attnseg_monai.precision.policy`.
         fold_batch_norm: fold batch norm into convolutions on the reduced-precision paths.
         fit_windows: fit the window grid to each image (see the module docstring).
         size_divisible_by: window sizes are multiples of it with ``fit_windows`` (default: the network's
@@ -282,8 +283,9 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Sliding-window inference of ``inputs`` with ``network`` on the fast path.
 
-        ``network`` may be an ``nn.Module`` (prepared here for the policy), a :class:`~.prepare.FastNetwork`
-        (used as it is) or any callable (used as it is: it owns its precision, as ``BundlePredictor`` does).
+        ``network`` may be an ``nn.Module`` (prepared here for the policy), a
+        :class:`~attnseg_monai.precision.FastNetwork` (used as it is) or any callable (used as it is: it owns its
+        precision, as ``BundlePredictor`` does).
         """
         net = self.fast_network(inputs, network)
         roi, overlap = self._grid(inputs, network)

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from attnseg_monai.cli import AttnsegCLI, main
-from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, resolve_policy
 from attnseg_monai.inference import BundlePredictor
+from attnseg_monai.inferers import FastSlidingWindowInferer
+from attnseg_monai.precision import FastNetwork, resolve_policy
 from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("fastpath") / "tiny.pt")
+    return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("precision") / "tiny.pt")
 
 
 def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:

@@ -32,7 +32,7 @@ class AutocastIteration:
 
     Example (bundle ``train.json``)::
 
-        "train#trainer#iteration_update": {"_target_": "attnseg_monai.fastpath.AutocastIteration", "precision": "auto"}
+        "train#trainer#iteration_update": {"_target_": "attnseg_monai.precision.AutocastIteration", "precision": "auto"}
     """
 
     def __init__(self, precision: str = "auto") -> None:

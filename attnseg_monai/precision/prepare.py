@@ -5,7 +5,7 @@ convolution with scaled weights and a new bias, and replaces the batch norm by `
 found structurally: inside a sequential container (``nn.Sequential``, MONAI's ``Convolution`` = conv + ADN,
 ``DoubleConv``), a convolution whose next sibling is a ``BatchNorm`` or a sequential container whose first entry
 is one (MONAI's ``Convolution(..., norm="batch")`` is ``[conv, ADN[N, D, A]]``). Containers that override
-``forward`` are only entered when their forward is known to run the children in order.
+``forward`` are never entered: their forward need not run the children in order.
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ def _runs_children_in_order(module: nn.Module) -> bool:
     """Sequential containers whose forward feeds each child's output to the next (and nothing else)."""
     if not isinstance(module, nn.Sequential):
         return False
-    if type(module).forward is nn.Sequential.forward:
-        return True
-    from ..networks.blocks.conv_blocks import DoubleConv
-
-    return isinstance(module, DoubleConv)
+    return type(module).forward is nn.Sequential.forward
 
 
 def _leading_batch_norm(module: nn.Module) -> tuple[nn.Module, str, nn.Module] | None:
@@ -217,7 +213,7 @@ def prepare_for_inference(net: nn.Module, policy: PrecisionPolicy, copy_network:
 
     Examples::
 
-        >>> from attnseg_monai.fastpath import prepare_for_inference, resolve_policy
+        >>> from attnseg_monai.precision import prepare_for_inference, resolve_policy
         >>> fast = prepare_for_inference(HanNet(2, 3, 2), resolve_policy("bf16"))
         >>> fast(torch.rand(1, 3, 256, 256)).dtype            # bf16 inside, float32 out
         torch.float32

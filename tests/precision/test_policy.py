@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnseg_monai.fastpath import DeviceCapabilities, PrecisionPolicy, cpu_flags, detect_capabilities, resolve_policy
+from attnseg_monai.precision import DeviceCapabilities, PrecisionPolicy, cpu_flags, detect_capabilities, resolve_policy
 
 AMX = DeviceCapabilities("cpu", "AVX512", frozenset({"avx512f", "amx_bf16", "amx_tile", "avx512_bf16"}))
 AVX512_BF16 = DeviceCapabilities("cpu", "AVX512", frozenset({"avx512f", "avx512_bf16"}))
@@ -74,7 +74,7 @@ def test_cpu_flags_parsing(tmp_path):
 def test_autocast_iteration_runs_the_trainer_step_in_bf16():
     from monai.engines import SupervisedTrainer
 
-    from attnseg_monai.fastpath import AutocastIteration
+    from attnseg_monai.precision import AutocastIteration
 
     seen = []
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1))
@@ -101,7 +101,7 @@ def test_autocast_iteration_runs_the_trainer_step_in_bf16():
 def test_autocast_policy_keeps_float32_weights_and_returns_float32():
     from torch import nn
 
-    from attnseg_monai.fastpath import prepare_for_inference
+    from attnseg_monai.precision import prepare_for_inference
 
     policy = resolve_policy("auto", "cpu", capabilities=AMX)
     net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
@@ -131,7 +131,7 @@ def test_bundle_trainers_use_the_measured_training_precision(bundle):
     from monai.bundle import ConfigParser
 
     from attnseg_monai.bundle import BUNDLES_DIR
-    from attnseg_monai.fastpath import AutocastIteration
+    from attnseg_monai.precision import AutocastIteration
 
     parser = ConfigParser()
     parser.read_config(str(BUNDLES_DIR / bundle / "configs" / "train.json"))

@@ -14,9 +14,9 @@ from monai.networks.blocks import Convolution
 from monai.networks.utils import one_hot
 from torch import nn
 
-from attnseg_monai.fastpath import FastNetwork, FastSlidingWindowInferer, fit_window_grid, with_fast_path
-from attnseg_monai.inferers import SlabSlidingWindowInferer
+from attnseg_monai.inferers import FastSlidingWindowInferer, SlabSlidingWindowInferer, fit_window_grid, with_fast_path
 from attnseg_monai.networks import get_network
+from attnseg_monai.precision import FastNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,7 +172,7 @@ def test_with_fast_path_from_a_bundle_config():
     inner = {"_target_": "attnseg_monai.inferers.SliceWiseInferer", "roi_size": None, "sw_batch_size": 4, "axis": -1}
     config = {
         "precision": "fp32",
-        "inferer": {"_target_": "attnseg_monai.fastpath.with_fast_path", "precision": "@precision", "inferer": inner},
+        "inferer": {"_target_": "attnseg_monai.inferers.with_fast_path", "precision": "@precision", "inferer": inner},
     }
     inferer = ConfigParser(config).get_parsed_content("inferer")
     assert isinstance(inferer, SliceWiseInferer) and inferer.precision == "fp32" and inferer.sw_batch_size == 4

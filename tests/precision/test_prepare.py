@@ -8,8 +8,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets import BasicUNet
 from torch import nn
 
-from attnseg_monai.fastpath import FastNetwork, PrecisionPolicy, fold_batch_norm, prepare_for_inference
 from attnseg_monai.networks import get_network
+from attnseg_monai.precision import FastNetwork, PrecisionPolicy, fold_batch_norm, prepare_for_inference
 
 FOLD_ONLY = PrecisionPolicy("fp32", channels_last=False, fold_batch_norm=True)
 
@@ -108,7 +108,7 @@ def test_reference_policy_leaves_the_network_as_it_is():
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_instance_norm_runs_as_the_equal_group_norm(dims):
-    from attnseg_monai.fastpath import instance_norm_to_group_norm
+    from attnseg_monai.precision import instance_norm_to_group_norm
 
     torch.manual_seed(0)
     net = BasicUNet(dims, 1, 2, features=(4, 4, 8, 8, 16, 4)).eval()  # MONAI's default: affine instance norm
