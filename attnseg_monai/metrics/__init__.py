@@ -13,6 +13,7 @@ See ``docs/metrics.md`` for the equations and the policies.
 
 from __future__ import annotations
 
+from .case import EVALUATE_METRICS, evaluate_case
 from .confusion import (
     ClassMeanConfusionMetric,
     MeanDiceMetric,
@@ -21,7 +22,6 @@ from .confusion import (
     PixelAccuracyMetric,
     class_scores,
 )
-from .evaluate import EVALUATE_METRICS, evaluate_case
 from .instance import AggregatedJaccardIndex, InstancePanopticQualityMetric, aji_counts, pq_counts
 from .surface_distance import STATUS_NAMES, SurfaceDistancePolicyMetric
 from .synapse import (

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..data.ct_labels import SYNAPSE_CLASSES
-from .evaluate import evaluate_case
+from .case import evaluate_case
 
 __all__ = [
     "EMPTY_POLICIES",
