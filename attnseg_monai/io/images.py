@@ -1,55 +1,34 @@
-"""Small file helpers shared by the data layer: atomic writes, checksums, PNG encoding, image headers, caches.
+"""2D image files without MONAI: deterministic PNG encoding, headers read without decoding, pixels, listing.
 
-Everything written by the data layer goes through :func:`atomic_write_bytes`: the bytes land in a temporary file
-in the destination folder and are moved into place with :func:`os.replace`, so a reader never sees half a file and
-an interrupted run leaves no broken output behind.
+Used by the data layer (validating image/mask pairs, writing generated samples) and by the writers of PNG outputs.
+Atomic writing and checksums are in :mod:`attnseg_monai.io.atomic`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from .suffixes import IMAGE_EXTENSIONS
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageHeader",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "encode_json",
     "encode_png",
     "is_image_file",
     "list_image_files",
     "read_header",
     "read_pixels",
-    "resolve_cache_dir",
-    "sha256_bytes",
-    "sha256_file",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# files get the permissions an ordinary open() would give them (mkstemp alone would make them owner-only)
-_FILE_MODE = 0o666 & ~_current_umask()
-
-#: File endings (lower case) of the 2D image formats the readers pick up.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 #: Channels of each PIL mode as MONAI's PILReader loads it (a palette image loads as its indices).
 _MODE_CHANNELS = {
@@ -74,57 +53,6 @@ _MODE_CHANNELS = {
     "RGBX": 4,
     "CMYK": 4,
 }
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, then :func:`os.replace`).
-
-    Parent folders are created. Returns the path written.
-
-    Raises:
-        OSError: if the folder cannot be created or written; the temporary file is removed.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, _FILE_MODE)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def encode_json(obj: Any) -> bytes:
-    """``obj`` as indented JSON (keys in insertion order, UTF-8, trailing newline): what :func:`atomic_write_json`
-    writes, for callers that need the bytes first (checksums, sample manifests)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    return text.encode("utf-8")
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (see :func:`encode_json`) to ``path`` atomically (see
-    :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, encode_json(obj))
 
 
 def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
@@ -237,31 +165,3 @@ def list_image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
-
-
-def _writable(folder: Path) -> bool:
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    return os.access(probe, os.W_OK | os.X_OK)
-
-
-def resolve_cache_dir(root: str | os.PathLike, cache_dir: str | os.PathLike | None, namespace: str) -> Path:
-    """Folder where derived files (rasterised or merged masks) of the data set at ``root`` are cached.
-
-    ``cache_dir`` when given; otherwise ``<root>/.attnseg_cache``, or, when ``root`` is read-only, a folder under
-    ``$XDG_CACHE_HOME`` (default ``~/.cache``) named after a hash of ``root``. ``namespace`` (the reader name) is
-    appended so readers never share files.
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser().absolute() / namespace
-    root_path = Path(root).expanduser().absolute()
-    local = root_path / ".attnseg_cache"
-    if _writable(local):
-        return local / namespace
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "attnseg_monai"
-    fallback = base / sha256_bytes(str(root_path).encode("utf-8"))[:16] / namespace
-    logger.warning("%s is not writable; caching derived masks in %s instead.", root_path, fallback)
-    return fallback

@@ -20,7 +20,7 @@ codes. Inputs without a NIfTI source (DICOM series read with ``ITKReader``, NRRD
 does, with millimetre units. Integer output dtypes are rounded before the cast, so a label of 2.9999999 after an
 interpolation is 3, not 2.
 
-Use it through ``SaveImaged(..., writer="attnseg_monai.transforms.geometry.SourceGeometryNibabelWriter")``.
+Use it through ``SaveImaged(..., writer="attnseg_monai.io.nifti.SourceGeometryNibabelWriter")``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from monai.data import ImageWriter, NibabelWriter
 from monai.data.utils import to_affine_nd
 from monai.utils import convert_data_type
 
-__all__ = ["NIFTI_GEOMETRY_KEYS", "SourceGeometryNibabelWriter", "source_nifti_header"]
+__all__ = ["NIFTI_GEOMETRY_KEYS", "SourceGeometryNibabelWriter", "source_nifti_header", "squeeze_channel"]
 
 #: the NIfTI-1 header fields that define the qform, the sform and the units; MONAI's NibabelReader puts them
 #: into the image metadata (``meta_dict``) and every transform keeps them
@@ -56,6 +56,18 @@ NIFTI_GEOMETRY_KEYS = (
     "srow_z",
     "xyzt_units",
 )
+
+
+def squeeze_channel(data: Any, channel_dim: int | None, squeeze: bool = True) -> Any:
+    """Data already moved to channel-last by a MONAI writer, without its channel axis when that axis has size 1.
+
+    MONAI's writers squeeze *every* trailing axis of size 1 (``squeeze_end_dims``): a volume one slice thick,
+    ``(x, y, 1)``, is written as a 2D image and a 1x1 image fails. Only the channel axis is removed here, so the
+    written file has the input's spatial dimensions.
+    """
+    if squeeze and data.ndim > 2 and data.shape[-1] == 1:  # MONAI adds a channel axis when channel_dim is None
+        return data[..., 0]
+    return data
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -130,7 +142,7 @@ class SourceGeometryNibabelWriter(NibabelWriter):
         3D, in a bundle's postprocessing after ``Invertd`` (nearest interpolation for labels)::
 
             SaveImaged(keys="pred", output_dir="out", output_postfix="seg", resample=False, output_dtype=np.uint8,
-                       writer="attnseg_monai.transforms.geometry.SourceGeometryNibabelWriter")
+                       writer="attnseg_monai.io.nifti.SourceGeometryNibabelWriter")
 
         2D (a single slice written as a NIfTI; channel-first ``(1, H, W)`` data)::
 
@@ -148,6 +160,14 @@ class SourceGeometryNibabelWriter(NibabelWriter):
         self.source_header: nib.Nifti1Header | None = None
         self.loaded_affine: np.ndarray | None = None
 
+    def set_data_array(
+        self, data_array: Any, channel_dim: int | None = 0, squeeze_end_dims: bool = True, **kwargs: Any
+    ) -> None:
+        """As MONAI's, but only a single channel axis is squeezed (:func:`squeeze_channel`): a one-slice volume stays
+        3D, like its source."""
+        super().set_data_array(data_array, channel_dim=channel_dim, squeeze_end_dims=False, **kwargs)
+        self.data_obj = squeeze_channel(self.data_obj, channel_dim, squeeze_end_dims)
+
     def set_metadata(self, meta_dict: Mapping | None, resample: bool = True, **options: Any) -> None:
         """Remember the source header from ``meta_dict``, then resample as :class:`~monai.data.NibabelWriter` does.
 
@@ -159,7 +179,15 @@ class SourceGeometryNibabelWriter(NibabelWriter):
         self.source_header = source_nifti_header(meta_dict)
         loaded = None if not meta_dict else meta_dict.get("original_affine")
         self.loaded_affine = None if loaded is None else to_affine_nd(r=3, affine=_numpy(loaded).astype(np.float64))
-        super().set_metadata(meta_dict, resample=resample, **options)
+        if resample:
+            super().set_metadata(meta_dict, resample=True, **options)
+            return
+        # nothing to resample: MONAI's writer still runs an identity resampling, which fails on 2D images (PNG inputs
+        # written as NIfTI); keep the data and take the affine as it is
+        _, affine, _ = self.get_meta_info(meta_dict)
+        if self.output_dtype is None and self.data_obj is not None and hasattr(self.data_obj, "dtype"):
+            self.output_dtype = self.data_obj.dtype
+        self.affine = None if affine is None else _numpy(affine).astype(np.float64)
 
     def write(self, filename: PathLike, verbose: bool = False, **obj_kwargs: Any) -> None:
         """Write ``self.data_obj`` to ``filename`` with the source geometry (see the class docstring).

@@ -1,4 +1,8 @@
-"""Paths that cannot escape their folder: joining untrusted names under an output folder, extracting archives.
+"""Paths that cannot escape their folder: safe file names, output paths, joining untrusted names under a folder,
+extracting archives.
+
+:func:`sanitize_name` turns any name into a safe file name; :func:`output_path` builds ``<case>_<postfix><ending>``
+from sanitised parts under an output folder (the batch app's one naming rule for files).
 
 :func:`safe_join` resolves a relative name under a root and refuses absolute names, ``..`` parts, and symbolic
 links pointing outside the root. :func:`safe_extract` unpacks a ``.zip`` or ``.tar(.gz/.bz2/.xz)`` archive member by
@@ -8,16 +12,25 @@ a crafted archive can write nothing outside the target folder.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import stat
 import tarfile
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO
 
-__all__ = ["UnsafePathError", "safe_extract", "safe_join"]
+__all__ = ["MAX_NAME_LENGTH", "UnsafePathError", "output_path", "safe_extract", "safe_join", "sanitize_name"]
+
+_UNSAFE = re.compile(r"[^\w.\-]+")
+_DOTS = re.compile(r"\.{2,}")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+#: Longest case id kept (outputs add a postfix and an ending; most file systems allow 255 bytes).
+MAX_NAME_LENGTH = 120
 
 #: Default limit on the bytes an archive may unpack to (a "zip bomb" guard).
 MAX_EXTRACT_BYTES = 8 * 1024**3
@@ -25,6 +38,50 @@ MAX_EXTRACT_BYTES = 8 * 1024**3
 
 class UnsafePathError(ValueError):
     """A path that would leave its folder (absolute, ``..``, a link outside), or an archive member that would."""
+
+
+def sanitize_name(name: str, fallback: str = "case") -> str:
+    """A file-name-safe version of ``name``: no path separators, no ``..``, no leading dot, at most 120 characters.
+
+    Letters and digits of any script, ``_``, ``-`` and single dots are kept; every other run of characters becomes
+    ``_``. An empty result becomes ``fallback``; Windows device names (``CON``, ``NUL``...) get a leading ``_``.
+
+    Example::
+
+        >>> sanitize_name("../../etc/passwd")
+        'etc_passwd'
+        >>> sanitize_name("patient 01 (arterial).nii")
+        'patient_01_arterial_.nii'
+    """
+    text = unicodedata.normalize("NFKC", str(name))
+    text = _UNSAFE.sub("_", text)
+    text = _DOTS.sub(".", text)
+    text = text.strip("._-")
+    if not text:
+        text = fallback
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = "_" + text
+    if len(text) > MAX_NAME_LENGTH:
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+        text = text[: MAX_NAME_LENGTH - 9] + "-" + digest
+    return text
+
+
+def output_path(output_dir: str | os.PathLike, case_id: str, postfix: str, ext: str) -> Path:
+    """``<output_dir>/<case_id>_<postfix><ext>``, with both names sanitised and the result checked to stay inside
+    (:func:`safe_join`).
+
+    Raises:
+        ValueError: if the ending is not a plain ending; :class:`UnsafePathError` if the path would leave
+            ``output_dir``.
+    """
+    if not ext.startswith(".") or "/" in ext or "\\" in ext or ".." in ext:
+        raise ValueError(f"output ending must look like '.png' or '.nii.gz', got {ext!r}.")
+    stem = sanitize_name(case_id)
+    name = f"{stem}_{sanitize_name(postfix, fallback='out')}{ext}" if postfix else f"{stem}{ext}"
+    root = Path(output_dir).absolute()
+    safe_join(root, name)  # raises if the name would leave the folder
+    return root / name
 
 
 def _parts(name: str) -> list[str]:
