@@ -1,17 +1,22 @@
-"""Describe a network: parameter count and floating-point operations per pixel or voxel."""
+"""Network helpers: describe a network (parameters, FLOPs per pixel or voxel), check constructor arguments and input
+sizes, and run a network's ``attention_maps`` (:func:`attention_maps_method`)."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+from monai.networks.utils import eval_mode
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
     "NetworkDescription",
+    "attention_maps_method",
     "check_channels",
     "check_input_size",
     "check_spatial_dims",
@@ -81,15 +86,10 @@ def describe_network(
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    was_training = net.training
-    net.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            net(torch.zeros((1, channels, *size), device=device, dtype=dtype))
-        flops = int(counter.get_total_flops())
-    finally:
-        net.train(was_training)
+    counter = FlopCounterMode(display=False)
+    with eval_mode(net), counter:
+        net(torch.zeros((1, channels, *size), device=device, dtype=dtype))
+    flops = int(counter.get_total_flops())
     return NetworkDescription(
         name=name or type(net).__name__,
         parameters=count_parameters(net),
@@ -134,3 +134,33 @@ def check_input_size(x: torch.Tensor, divisor: int, network: str) -> None:
                 + str(list(x.shape[2:]))
                 + ". Pad the input (e.g. monai.transforms.DivisiblePad) or use sliding-window inference."
             )
+
+
+_Maps = dict[str, torch.Tensor]
+
+
+def attention_maps_method(method: Callable[..., _Maps]) -> Callable[..., _Maps]:
+    """Decorator for a network's ``attention_maps(self, x, ...)``: the mechanics every attention network shares.
+
+    The decorated method first checks ``x`` against the network's ``size_divisible_by`` (the ``ValueError`` of
+    :func:`check_input_size`, naming the network's class), then runs its body under MONAI's
+    :func:`monai.networks.utils.eval_mode`: eval mode (dropout off, batch norm on its running statistics) and no
+    gradients, with the network's training mode restored afterwards, also when the body raises. The body only
+    collects the maps that network defines and returns them by name; its docstring and signature stay its own.
+
+    Example::
+
+        class MyNet(nn.Module):
+            @attention_maps_method
+            def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+                # x is checked, the network in eval mode without gradients: only collect the maps
+                return self._run(x, collect=True)[1]
+    """
+
+    @functools.wraps(method)
+    def run(self: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> _Maps:
+        check_input_size(x, int(getattr(self, "size_divisible_by", 1)), type(self).__name__)
+        with eval_mode(self):
+            return method(self, x, *args, **kwargs)
+
+    return run

@@ -167,3 +167,22 @@ def test_describe_network(case: NetCase, spatial_dims: int):
     assert desc.parameters == sum(p.numel() for p in net.parameters()) > 0
     assert desc.flops > 0 and desc.flops_per_element == pytest.approx(desc.flops / np.prod(size))
     assert net.training, "describe_network restores the training flag"
+
+
+@pytest.mark.parametrize("case,spatial_dims", DIM_CASES)
+def test_attention_maps_leave_the_network_as_it_was(case: NetCase, spatial_dims: int):
+    torch.manual_seed(0)
+    net = get_network(case.name, **case.build_kwargs(spatial_dims)).train()
+    if not hasattr(net, "attention_maps"):
+        pytest.skip("this network has no attention_maps")
+    maps = net.attention_maps(_input(spatial_dims, _sizes(net, spatial_dims)[0], 1))
+    assert isinstance(maps, dict) and all(isinstance(v, torch.Tensor) for v in maps.values())
+    for name, m in maps.items():
+        assert not m.requires_grad and m.shape[0] == 2 and m.ndim == 2 + spatial_dims, name
+        assert 0 <= float(m.min()) and float(m.max()) <= 1, f"{name} is not in [0, 1]"
+    assert all(m.training for m in net.modules()), "attention_maps restores the training flag"
+    d = int(net.size_divisible_by)
+    if d > 1:
+        with pytest.raises(ValueError, match=str(d)):
+            net.attention_maps(torch.zeros(1, 1, d + 1, *([d] * (spatial_dims - 1))))
+        assert all(m.training for m in net.modules()), "and so it does when the input is refused"

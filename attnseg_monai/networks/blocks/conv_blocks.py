@@ -13,6 +13,22 @@ __all__ = ["DoubleConv"]
 class DoubleConv(nn.Sequential):
     """Two ``kernel_size`` convolutions, each followed by normalisation, dropout and activation (the U-Net unit).
 
+    The same unit as MONAI's ``monai.networks.nets.basic_unet.TwoConv`` (both are an ``nn.Sequential`` of two MONAI
+    ``Convolution`` blocks, conv then ADN in MONAI's ``"NDA"`` order): with ``kernel_size=3``, ``dilation=1``,
+    ``bias=(norm is None)`` and the same weights, ``TwoConv`` computes exactly the same output (checked in 2D and 3D).
+    It stays a class of its own because it differs where it matters:
+
+    - state-dict keys: its children are ``conv0``/``conv1`` (``TwoConv``: ``conv_0``/``conv_1``), so every network
+      built on it (HanNet, MCSA-UNet, FocalAttentionUNet, GridAttentionUNet, DANIE's decoder) keeps the keys of the
+      checkpoints already trained with it and of the tests that name these modules;
+    - ``dilation`` and ``kernel_size``: ``TwoConv`` fixes a 3x3(x3) kernel with ``padding=1``; FocalAttentionUNet
+      needs a dilation rate per level (padding follows the dilation here, so the size is kept);
+    - defaults: ``bias`` follows ``norm`` (no bias in front of a normalisation), ``act``/``norm`` default to
+      ReLU/batch norm, and ``dropout=0`` adds no dropout layer (``TwoConv`` adds ``Dropout(p=0)``).
+
+    It adds no ``forward`` of its own (``nn.Sequential``'s), so batch-norm folding
+    (:func:`attnseg_monai.precision.fold_batch_norm`) enters it like any sequential container.
+
     Args:
         spatial_dims: 2 or 3.
         in_channels: input channels.
@@ -22,6 +38,13 @@ class DoubleConv(nn.Sequential):
         dropout: dropout probability after each convolution.
         dilation: dilation of both convolutions (padding keeps the size).
         kernel_size: kernel size of both convolutions.
+
+    Examples::
+
+        >>> DoubleConv(2, 3, 16)(torch.rand(1, 3, 64, 64)).shape
+        torch.Size([1, 16, 64, 64])
+        >>> DoubleConv(3, 1, 8, norm=("instance", {"affine": True}), dilation=2)(torch.rand(1, 1, 32, 32, 32)).shape
+        torch.Size([1, 8, 32, 32, 32])
     """
 
     def __init__(

@@ -24,7 +24,7 @@ from ..blocks.dual_attention_encoder import DualAttentionStage
 from ..blocks.hierarchical_attention import ConvStem
 from ..blocks.skip_upsample import SkipUpBlock
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
 __all__ = ["DANIE", "DANIE_PRESETS", "danie_small", "danie_base", "danie_large"]
 
@@ -286,6 +286,7 @@ class DANIE(nn.Module):
         """
         return self._run(x, False)[0]
 
+    @attention_maps_method
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eval-mode attention coefficients in [0, 1] per stage ``i`` and HAP block ``j``.
 
@@ -293,13 +294,7 @@ class DANIE(nn.Module):
         (spatial attention, ``(B, 1, *grid_i)``), ``stage{i}.hap{j}.calibration`` (dynamic calibration gate,
         ``(B, C_i, 1, ..)``) and ``stage{i}.es`` (ES channel gate of Joint Preservation, ``(B, C_i, 1, ..)``).
         """
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self._run(x, True)[1]
-        finally:
-            self.train(was_training)
+        return self._run(x, True)[1]
 
 
 #: DANIE-S / -B / -L (the paper reports DANIE-L): ``embed_dims``, ``depths``, ``num_heads`` of each preset

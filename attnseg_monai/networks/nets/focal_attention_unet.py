@@ -20,7 +20,7 @@ from torch import nn
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.neighbourhood_attention import NeighbourhoodAttention, check_kernel_size
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
 __all__ = ["FocalAttentionUNet"]
 
@@ -190,6 +190,7 @@ class FocalAttentionUNet(nn.Module):
             x = stage(x, skips[depth - 2 - j])
         return self.head(x)
 
+    @attention_maps_method
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network in eval mode and return, per attention block, the weight each position gives to itself.
 
@@ -213,13 +214,9 @@ class FocalAttentionUNet(nn.Module):
                 maps[location] = module.centre_weight(inputs[0])
 
             handles.append(block.register_forward_pre_hook(hook))
-        was_training = self.training
-        self.eval()
         try:
-            with torch.no_grad():
-                self(x)
+            self(x)
         finally:
             for handle in handles:
                 handle.remove()
-            self.train(was_training)
         return {location: maps[location] for location in self.attention_levels}

@@ -18,7 +18,7 @@ from torch import nn
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.grid_attention import GridAttentionGate
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
 __all__ = ["GridAttentionUNet"]
 
@@ -186,6 +186,7 @@ class GridAttentionUNet(nn.Module):
             return [final] + dsv
         return final
 
+    @attention_maps_method
     def attention_maps(self, x: torch.Tensor, at_input_size: bool = False) -> dict[str, torch.Tensor]:
         """Attention coefficients of every gate, from an eval-mode forward pass without gradients.
 
@@ -197,14 +198,7 @@ class GridAttentionUNet(nn.Module):
             ``{"level<i>": alpha}`` for each gated level ``i`` (0 = full resolution), ``alpha`` of shape
             ``(B, attention_heads, *skip_i_spatial)`` (the skip's grid, ``input_size / 2**i``) or of the input size.
         """
-        check_input_size(x, self.size_divisible_by, "GridAttentionUNet")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                _, _, alphas = self._run(x)
-        finally:
-            self.train(was_training)
+        _, _, alphas = self._run(x)
         n_skips = len(self.features) - 1
         maps: dict[str, torch.Tensor] = {}
         for level in range(n_skips):  # alphas run deepest level first

@@ -19,7 +19,7 @@ from ..blocks.cbam import ChannelAttention
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.hybrid_attention import NestedNode, SkipSpatialAttention
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
 __all__ = ["HanNet"]
 
@@ -188,6 +188,7 @@ class HanNet(nn.Module):
             return [fused] + heads
         return fused
 
+    @attention_maps_method
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Attention maps of one eval-mode pass, without gradients.
 
@@ -199,12 +200,4 @@ class HanNet(nn.Module):
         Raises:
             ValueError: on an input size that is not a multiple of ``size_divisible_by``.
         """
-        check_input_size(x, self.size_divisible_by, "HanNet")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                _, maps = self._nested(x, True)
-        finally:
-            self.train(was_training)
-        return maps
+        return self._nested(x, True)[1]

@@ -16,7 +16,7 @@ from torch import nn
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.csa import CSAEncoderStage
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
 __all__ = ["MCSAUNet"]
 
@@ -164,6 +164,7 @@ class MCSAUNet(nn.Module):
             x = block(torch.cat([skips[-2 - i], up(x)], dim=1))
         return self.head(x)
 
+    @attention_maps_method
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eval-mode channel and spatial attention maps of the five CSA blocks (empty without attention).
 
@@ -173,20 +174,13 @@ class MCSAUNet(nn.Module):
         Raises:
             ValueError: when a spatial size of ``x`` is not a multiple of 16.
         """
-        check_input_size(x, self.size_divisible_by, "MCSAUNet")
         maps: dict[str, torch.Tensor] = {}
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                for i, stage in enumerate(self.encoder):
-                    if i > 0:
-                        x = self.pool(x)
-                    x, channel_map, spatial_map = stage.forward_with_maps(x)
-                    if channel_map is not None:
-                        maps[f"level{i + 1}.channel"] = channel_map
-                    if spatial_map is not None:
-                        maps[f"level{i + 1}.spatial"] = spatial_map
-        finally:
-            self.train(was_training)
+        for i, stage in enumerate(self.encoder):
+            if i > 0:
+                x = self.pool(x)
+            x, channel_map, spatial_map = stage.forward_with_maps(x)
+            if channel_map is not None:
+                maps[f"level{i + 1}.channel"] = channel_map
+            if spatial_map is not None:
+                maps[f"level{i + 1}.spatial"] = spatial_map
         return maps
