@@ -15,6 +15,8 @@ See ``docs/inference.md``.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json as _json
 import logging
 import math
@@ -51,6 +53,10 @@ def _overrides(value: Any) -> dict[str, Any] | None:
         if isinstance(parsed, dict):
             return parsed
     raise ValueError("--overrides must be a JSON object such as '{\"roi_size\": [64, 64]}'.")
+
+
+def as_dict(settings: Any) -> dict[str, Any]:
+    return dataclasses.asdict(settings)
 
 
 def _fmt(value: Any) -> str:
@@ -181,88 +187,28 @@ class AttnsegCLI:
         ]
         _out("\n".join(lines))
 
-    def infer(
-        self,
-        bundle: str,
-        input: str,  # noqa: A002 - the CLI's argument name
-        output: str,
-        checkpoint: str | None = None,
-        trust_bundle: bool = False,
-        device: str = "auto",
-        overwrite: bool = False,
-        save_probabilities: bool = False,
-        save_overlays: bool = False,
-        save_attention: bool = False,
-        num_workers: int = 2,
-        progress: bool = True,
-        precision: str = "auto",
-        output_ext: str | None = None,
-        wsi: str = "auto",
-        wsi_tile_size: int = 1024,
-        wsi_level: int = 0,
-        wsi_backend: str = "auto",
-        wsi_tissue: str = "otsu",
-        wsi_margin: int | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
-        datalist_key: str | None = None,
-        overrides: Any = None,
-        json: bool = False,
-    ) -> None:
+    def infer(self, bundle: str, input: str, output: str, *values: Any, **settings: Any) -> None:  # noqa: A002
         """Segment a folder, a glob, a datalist JSON or a file with a bundle.
 
         Args:
             bundle: bundle name of this collection (see `attnseg list`) or bundle folder.
             input: folder, glob (quote it), datalist JSON or image file.
             output: output folder (created); holds the outputs and attnseg_manifest.json.
-            checkpoint: weights file (default <bundle>/models/model.pt); loaded with weights_only=True.
-            trust_bundle: allow a bundle folder from outside this collection (its configs run code).
-            device: auto, cpu, cuda or cuda:N.
-            overwrite: replace existing outputs and recompute finished cases.
-            save_probabilities: also write class probabilities.
-            save_overlays: also write PNGs with the label contours over the image.
-            save_attention: also write the network's attention maps.
-            num_workers: reader processes loading ahead of the network.
-            progress: show progress bars (--noprogress to hide).
-            precision: auto (the bundle's precision key, else per device: bf16 on AMX/AVX-512-BF16 CPUs and
-                CUDA, fp32 elsewhere), fp32 (exact float32), bf16 or fp16.
-            output_ext: ending of the label files (default: the bundle's).
-            wsi: auto, always or never (treat inputs as whole-slide images).
-            wsi_tile_size: slide tile size in pixels (multiple of 256).
-            wsi_level: slide pyramid level to segment.
-            wsi_backend: auto, openslide, cucim or tifffile.
-            wsi_tissue: otsu (tissue tiles only) or all.
-            wsi_margin: context read around each slide tile (default: half the inferer's window, at least 32).
-            rank: this process's shard (default: RANK or torch.distributed).
-            world_size: number of shards (default: WORLD_SIZE or torch.distributed).
-            datalist_key: list of a datalist JSON to read (testing, validation, ...).
-            overrides: JSON object of bundle config overrides.
             json: print the summary as JSON.
         """
         from .inference import BundlePredictor
+        from .inference.options import ModelSettings, RunSettings, SlideSettings, split_settings
 
-        predictor = BundlePredictor(
-            device=device,
-            overwrite=overwrite,
-            save_probabilities=save_probabilities,
-            save_overlays=save_overlays,
-            save_attention=save_attention,
-            num_workers=num_workers,
-            progress=progress,
-            precision=precision,
-            output_ext=output_ext,
-            wsi=wsi,
-            wsi_tile_size=wsi_tile_size,
-            wsi_level=wsi_level,
-            wsi_backend=wsi_backend,
-            wsi_tissue=wsi_tissue,
-            wsi_margin=wsi_margin,
-            rank=rank,
-            world_size=world_size,
-            datalist_key=datalist_key,
+        # python-fire passes the flags of the generated signature (see _declare_infer_settings) by position
+        names = list(inspect.signature(AttnsegCLI.infer).parameters)[4:]
+        settings = {**dict(zip(names, values)), **settings}
+        json = bool(settings.pop("json", False))
+        model, run, slides = split_settings(settings, ModelSettings, RunSettings, SlideSettings)
+        predictor = BundlePredictor(device=model.device, precision=model.precision)
+        predictor.from_bundle(
+            bundle, checkpoint=model.checkpoint, trust_bundle=model.trust_bundle, overrides=_overrides(model.overrides)
         )
-        predictor.from_bundle(bundle, checkpoint=checkpoint, trust_bundle=trust_bundle, overrides=_overrides(overrides))
-        summary = predictor.predict_files(input, output)
+        summary = predictor.predict_files(input, output, **{**as_dict(run), **as_dict(slides)})
         if json:
             _out(_json.dumps(summary.as_dict(), indent=2))
         else:
@@ -369,10 +315,29 @@ class AttnsegCLI:
             trust_bundle: allow checking a checkpoint without a record against a bundle folder from outside this
                 collection (its configs run code).
         """
-        from .bundle.export import export_bundle
+        from .inference.export import export_bundle
 
         written = export_bundle(bundle, dest, checkpoint=checkpoint, as_zip=zip, trust_bundle=trust_bundle)
         _out(f"attnseg export: {written}")
+
+
+def _declare_infer_settings() -> None:
+    """Give ``AttnsegCLI.infer`` the settings of :mod:`attnseg_monai.inference.options` as its flags: python-fire
+    reads the signature (flag names, defaults) and the docstring's ``Args:`` (help texts), both generated from the
+    settings' fields, so each setting is declared once."""
+    from .inference.options import cli_help, cli_parameters
+
+    fn = AttnsegCLI.infer
+    sig = inspect.signature(fn)
+    fixed = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    json_flag = inspect.Parameter("json", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False, annotation=bool)
+    fn.__signature__ = sig.replace(parameters=[*fixed, *cli_parameters(), json_flag])
+    head, tail = fn.__doc__.split("json: print the summary as JSON.")
+    indent = " " * 12
+    fn.__doc__ = f"{head.rstrip()}\n{cli_help(indent=indent)}\n{indent}json: print the summary as JSON.{tail}"
+
+
+_declare_infer_settings()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

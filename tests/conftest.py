@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,3 +19,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> Callable[[str], Path]:
+    """``trained_bundle(name)``: the session's one private copy of a bundle (its models/, eval/ and data/ are written
+    there), trained for one epoch with the tiny case's network from the filesystem root, so the bundle finds its own
+    folder (no bundle_root override). Trained on first use; every test that needs a trained bundle shares it."""
+    from tests.bundles.helpers import checkout_tree, configs, copy_bundle, overrides, run_workflow, working_directory
+
+    trained: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in trained:
+            root = copy_bundle(name, tmp_path_factory.mktemp(name))
+            before = checkout_tree()
+            with working_directory("/"):
+                run_workflow(configs(root, "train.json"), root, "train", "training", **overrides(name, "train"))
+            assert (root / "models" / "model.pt").is_file(), "the training of the copy wrote no model into the copy"
+            assert checkout_tree() == before, "training a copy changed the checkout's bundles/"
+            trained[name] = root
+        return trained[name]
+
+    return get

@@ -13,20 +13,18 @@ import pytest
 import torch
 
 from attnseg_monai.bundle import read_record, record_path
-from attnseg_monai.bundle.export import ExportError, export_bundle
 from attnseg_monai.cli import main
 from attnseg_monai.inference import load_bundle
-from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
+from attnseg_monai.inference.export import ExportError, export_bundle
+from tests.bundles.helpers import copy_bundle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def trained_hannet(tmp_path_factory) -> Path:
-    """A hannet copy trained for one epoch with the tiny test network (its record says so)."""
-    root = copy_bundle("hannet", tmp_path_factory.mktemp("trained"))
-    run_workflow(configs(root, "train.json"), root, "train", "training", **overrides("hannet", "train"))
-    return root
+@pytest.fixture
+def trained_hannet(trained_bundle) -> Path:
+    """The session's hannet copy trained for one epoch with the tiny test network (its record says so)."""
+    return trained_bundle("hannet")
 
 
 def test_export_folder_is_complete_and_runs_from_anywhere(trained_hannet: Path, tmp_path: Path):

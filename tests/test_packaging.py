@@ -20,7 +20,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as pip vendors it
     from pip._vendor import tomli as tomllib
-from attnseg_monai.bundle.export import BUNDLE_FILES, _bundle_files
+from attnseg_monai.inference.export import BUNDLE_FILES, _bundle_files
 from tests.bundles.helpers import overrides
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from .context import BundleRootError
 from .data import TASKS, TaskData, inference_items, prepare_datalist
 from .distributed import local_device, rank_handlers
-from .handlers import ProgressHandler
 from .paths import BUNDLES_DIR, bundle_path, find_bundle_root, list_bundles
 from .record import (
     BundleRecord,
@@ -28,7 +27,6 @@ __all__ = [
     "BundleRecord",
     "BundleRootError",
     "CheckpointRecord",
-    "ProgressHandler",
     "RecordError",
     "RecordSpec",
     "StrictCheckpointLoader",

@@ -14,7 +14,7 @@ save them beside each prediction (``configs/save_attention.json`` or ``--save_at
    preprocessed image of a case, computes its maps, undoes the preprocessing (``Orientationd``, ``Spacingd``...)
    with MONAI's ``Invertd`` (linear interpolation: the maps are continuous) and writes one NIfTI file per gated
    level, ``<case>_<postfix>_<level>.nii.gz``, through
-   :class:`~attnseg_monai.transforms.geometry.SourceGeometryNibabelWriter`: the input's shape, affine,
+   :class:`~attnseg_monai.io.nifti.SourceGeometryNibabelWriter`: the input's shape, affine,
    qform/sform codes and orientation, like the prediction itself.
 """
 
@@ -31,7 +31,7 @@ from monai.transforms import Invertd, MapTransform, SaveImage
 from monai.transforms.inverse import InvertibleTransform
 
 from ..inferers.slab import SlabSlidingWindowInferer
-from ..transforms.geometry import SourceGeometryNibabelWriter
+from ..io.nifti import SourceGeometryNibabelWriter
 
 __all__ = ["AttentionMapsd", "attention_level_names", "sliding_window_attention_maps"]
 

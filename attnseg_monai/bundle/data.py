@@ -129,7 +129,7 @@ def inference_items(task: str, dataset_dir: str | os.PathLike, *, embedded: bool
         ValueError: on an unknown task.
         FileNotFoundError: if ``dataset_dir`` does not exist or holds no image file.
     """
-    from ..data.fileio import is_image_file, list_image_files
+    from ..io.images import is_image_file, list_image_files
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(sorted(TASKS))}.")

@@ -23,8 +23,8 @@ __all__ = ["RANK0_ONLY", "local_device", "rank_handlers"]
 def _rank0_only_types() -> tuple[type, ...]:
     import monai.handlers as mh
 
-    from ..reliability import AtomicCheckpointSaver
-    from .handlers import ProgressHandler
+    from ..handlers.checkpoint import AtomicCheckpointSaver
+    from ..handlers.progress import ProgressHandler
 
     names = (
         "CheckpointSaver",
@@ -47,7 +47,7 @@ RANK0_ONLY = (
     "TensorBoardHandler (TensorBoardStatsHandler, TensorBoardImageHandler)",
     "MLFlowHandler",
     "ClearMLHandler",
-    "attnseg_monai.bundle.ProgressHandler",
+    "attnseg_monai.handlers.ProgressHandler",
 )
 
 

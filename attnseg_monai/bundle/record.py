@@ -30,9 +30,10 @@ import torch
 from monai.utils import optional_import
 from torch import nn
 
+from ..handlers.checkpoint import resume_checkpoint
+from ..io.atomic import atomic_open
+from ..io.checkpoint import RECORD_SUFFIX, CheckpointReadError, load_checkpoint_file, record_path
 from ..networks.registry import network_config
-from ..reliability.atomic import atomic_open
-from ..reliability.checkpoint import CheckpointReadError, load_checkpoint_file, resume_checkpoint
 from .context import raw_config, training_run
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RECORD_FORMAT = "attnseg-monai.bundle-record/1"
-RECORD_SUFFIX = ".record.json"
 #: network arguments that say what task a network is for; a record and a config must agree on them
 TASK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
 
@@ -66,12 +66,6 @@ class RecordError(ValueError):
 
 class WeightsMismatchError(CheckpointReadError):
     """A checkpoint's tensors do not match the network (missing, unexpected or differently shaped keys)."""
-
-
-def record_path(checkpoint: str | os.PathLike) -> Path:
-    """The record file of a checkpoint: ``models/model.pt`` -> ``models/model.record.json``."""
-    p = Path(checkpoint)
-    return p.with_name(p.stem + RECORD_SUFFIX)
 
 
 def _versions() -> dict[str, str]:

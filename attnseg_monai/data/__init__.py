@@ -25,9 +25,11 @@ and without a data set, the embedded defaults::
 
 from __future__ import annotations
 
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..io.images import read_header
 from .base import DatasetReader, get_reader_class, list_readers, register_reader
 from .chest_xray import MontgomeryReader, ShenzhenReader, merge_lung_masks
-from .ct_inputs import is_dicom_series, volume_inputs
+from .ct_inputs import volume_inputs
 from .ct_labels import (
     BTCV_LABELS,
     BTCV_TO_SYNAPSE8,
@@ -58,7 +60,6 @@ from .ct_validation import VolumeHeader, VolumeInfo, read_volume, read_volume_he
 from .datalist import load_datalist, make_datalist, select_fold, write_datalist
 from .discovery import find_reader, read_dataset
 from .errors import DatasetError
-from .fileio import atomic_write_bytes, atomic_write_json, read_header
 from .folders import ImageMaskFolderReader, MitosisReader
 from .monuseg import MoNuSegReader, parse_aperio_xml, rasterize_polygons
 from .pairing import pair_by_stem
@@ -137,7 +138,6 @@ __all__ = [
     "make_synapse_sample",
     "make_synapse_transunet_sample",
     "SYNAPSE_ORGANS",
-    "is_dicom_series",
     "is_transunet_file",
     "prepare_synapse_datalist",
     "require_volumes",

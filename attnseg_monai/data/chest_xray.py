@@ -22,9 +22,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..io.atomic import atomic_write_bytes, sha256_bytes
+from ..io.images import encode_png, list_image_files, read_pixels
 from .base import DatasetReader, register_reader
+from .cache import resolve_cache_dir
 from .errors import DatasetError
-from .fileio import atomic_write_bytes, encode_png, list_image_files, read_pixels, resolve_cache_dir, sha256_bytes
 from .pairing import pair_by_stem
 
 __all__ = ["MontgomeryReader", "ShenzhenReader", "merge_lung_masks"]

@@ -11,15 +11,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..io.dicom import is_dicom_folder
 from .ct_readers import is_volume_file
 
-__all__ = ["is_dicom_series", "volume_inputs"]
-
-
-def is_dicom_series(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder that directly holds ``.dcm`` files (one DICOM series, read with ITK)."""
-    folder = Path(path)
-    return folder.is_dir() and any(p.suffix.lower() == ".dcm" and p.is_file() for p in folder.iterdir())
+__all__ = ["volume_inputs"]
 
 
 def volume_inputs(
@@ -27,7 +22,8 @@ def volume_inputs(
 ) -> list[dict[str, str]]:
     """``[{"image": ...}]`` for the volumes ``path`` names, sorted, with resolved paths.
 
-    - a folder directly holding ``.dcm`` files: one DICOM series (read by ITK, which sorts the slices by position);
+    - a folder directly holding DICOM files (``.dcm``, or any name with the ``DICM`` preamble): one DICOM series
+      (read by ITK, which sorts the slices by position);
     - a file: itself, if it is a volume (NIfTI, NRRD, MetaImage, or one of ``extra_suffixes``);
     - any other folder: its volume files and its DICOM series sub-folders, except those in ``exclude`` (the output
       folder); hidden files and other files are left out.
@@ -47,7 +43,7 @@ def volume_inputs(
     def is_volume(p: Path) -> bool:
         return is_volume_file(p) or (p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(endings))
 
-    if is_dicom_series(root):
+    if is_dicom_folder(root):
         return [{"image": str(root.resolve())}]
     if root.is_file():
         if not is_volume(root):
@@ -56,7 +52,7 @@ def volume_inputs(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or folder.")
     skipped = {Path(e).resolve() for e in exclude}
-    found = sorted(p for p in root.iterdir() if p.resolve() not in skipped and (is_volume(p) or is_dicom_series(p)))
+    found = sorted(p for p in root.iterdir() if p.resolve() not in skipped and (is_volume(p) or is_dicom_folder(p)))
     if not found:
         raise FileNotFoundError(f"{root}: holds no volume ({kinds}).")
     return [{"image": str(p.resolve())} for p in found]

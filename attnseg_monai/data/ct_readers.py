@@ -46,12 +46,12 @@ from monai.config import PathLike
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
+from ..io.suffixes import VOLUME_EXTENSIONS
 from .base import DatasetReader, register_reader
 from .errors import DatasetError
 from .pairing import LABEL_SUFFIXES, PairingResult, pairing_key
 
 __all__ = [
-    "VOLUME_EXTENSIONS",
     "BTCVReader",
     "MSDReader",
     "TransUNetH5Reader",
@@ -65,8 +65,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File endings (lower case) of the volume formats the CT readers pick up, longest first.
-VOLUME_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _KEY_PREFIX = re.compile(r"^(?:images|image|img|labels|label|seg|mask)(?=[0-9_\-. ])[_\-. ]?")
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 _BTCV_IMAGE = re.compile(r"^img\d+", re.IGNORECASE)

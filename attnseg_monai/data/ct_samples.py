@@ -27,9 +27,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..io.atomic import encode_json
 from .ct_labels import MSD_PANCREAS_LABELS, btcv_to_synapse8
 from .ct_phantom import DEFAULT_SHAPE, DEFAULT_SPACING, CTPhantom, encode_nifti, render_ct_phantom
-from .fileio import encode_json
 from .samples import _check_count, _materialise, _pixels_sha, _Plan
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .fileio import atomic_write_json
+from ..io.atomic import atomic_write_json
 
 __all__ = ["load_datalist", "make_datalist", "select_fold", "write_datalist"]
 

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
+from ..io.images import list_image_files, read_header
 from .base import DatasetReader, register_reader
-from .fileio import list_image_files, read_header
 from .pairing import pair_by_stem, split_flat_folder
 
 __all__ = ["IMAGE_DIR_NAMES", "LABEL_DIR_NAMES", "ImageMaskFolderReader", "MitosisReader"]

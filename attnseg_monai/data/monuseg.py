@@ -23,9 +23,11 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..io.atomic import atomic_write_bytes, sha256_bytes
+from ..io.images import encode_png, read_header
 from .base import DatasetReader, register_reader
+from .cache import resolve_cache_dir
 from .errors import DatasetError
-from .fileio import atomic_write_bytes, encode_png, read_header, resolve_cache_dir, sha256_bytes
 from .pairing import pair_by_stem
 
 __all__ = ["MoNuSegReader", "parse_aperio_xml", "rasterize_polygons"]

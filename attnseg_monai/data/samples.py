@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io.atomic import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from ..io.images import encode_png
 from .errors import DatasetError
-from .fileio import atomic_write_bytes, atomic_write_json, encode_png, sha256_bytes, sha256_file
 from .synth_histology import render_he_tile, render_mitosis_slide
 from .synth_xray import render_chest_xray
 

@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .ct_inputs import is_dicom_series, volume_inputs
+from ..io.dicom import is_dicom_folder
+from ..io.suffixes import TRANSUNET_EXTENSIONS
+from .ct_inputs import volume_inputs
 from .ct_labels import SYNAPSE_CLASSES
 from .ct_readers import BTCVReader, TransUNetSynapseReader, volume_case_key
 from .ct_samples import TRANSUNET_TEST_CASES, TRANSUNET_TRAIN_CASES, make_synapse_sample
@@ -43,14 +45,13 @@ logger = logging.getLogger(__name__)
 
 #: the 8 organs of the Synapse protocol, in channel order 1..8 (channel 0 is background)
 SYNAPSE_ORGANS: tuple[str, ...] = tuple(SYNAPSE_CLASSES[1:])
-_TRANSUNET_FILE = (".npz", ".h5", ".hdf5")
 _TRANSUNET_VOLUME = (".h5", ".hdf5")
 _SLICE_NAME = re.compile(r"case(\d+)_slice\d+", re.IGNORECASE)
 
 
 def is_transunet_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is one of TransUNet's preprocessed files (``.npz`` slice, ``.npy.h5`` / ``.hdf5`` volume)."""
-    return str(path).lower().endswith(_TRANSUNET_FILE)
+    return str(path).lower().endswith(TRANSUNET_EXTENSIONS)
 
 
 def _btcv_case_id(path: str) -> int | None:
@@ -232,7 +233,7 @@ def synapse_inference_items(
     if embedded:
         return [{"image": item["image"]} for item in make_synapse_sample(dataset_dir, **sample_kwargs)]
     root = Path(dataset_dir)
-    if not root.is_dir() or is_dicom_series(root):
+    if not root.is_dir() or is_dicom_folder(root):
         return volume_inputs(root, extra_suffixes=_TRANSUNET_VOLUME)
     if TransUNetSynapseReader.detect(root) and any(p.name.lower() == "test_vol_h5" for p in root.iterdir()):
         items = read_dataset(root, layout="transunet", section="test")

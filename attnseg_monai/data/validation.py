@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io.images import ImageHeader, read_header, read_pixels
 from .errors import DatasetError, read_checked
-from .fileio import ImageHeader, read_header, read_pixels
 
 __all__ = ["PairInfo", "validate_pairs"]
 

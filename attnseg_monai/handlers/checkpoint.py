@@ -1,22 +1,20 @@
 """Atomic checkpoints for MONAI trainers, and finding the last complete one to resume from.
 
 :class:`AtomicCheckpointSaver` is MONAI's :class:`~monai.handlers.CheckpointSaver` (same arguments, same file
-names, same events) whose files are written through :func:`~attnseg_monai.reliability.atomic.atomic_torch_save`
+names, same events) whose files are written through :func:`~attnseg_monai.io.atomic.atomic_torch_save`
 (temporary file, fsync, ``os.replace``), and which never writes a model with non-finite weights (so a run that
 diverged cannot overwrite the last good checkpoint, not even through the "final" checkpoint MONAI saves when an
 exception stops the run).
 
-:func:`load_checkpoint_file` reads a checkpoint with ``torch.load(..., weights_only=True)`` only: a file whose
-unpickling would run code is refused with :class:`UnsafeCheckpointError`. :func:`find_resume_checkpoint` picks the
-latest complete training checkpoint of a folder, skipping truncated, unreadable and unsafe files.
+:func:`find_resume_checkpoint` picks the latest complete training checkpoint of a folder (read with
+:func:`attnseg_monai.io.checkpoint.load_checkpoint_file`, weights only), skipping truncated, unreadable and unsafe
+files; :func:`resume_checkpoint` is the bundles' ``--resume`` / ``--resume_from`` helper.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,30 +22,25 @@ from typing import Any
 import torch
 from monai.handlers import CheckpointSaver
 
-from .atomic import atomic_open, atomic_torch_save
+from ..io.atomic import atomic_open, atomic_torch_save
+from ..io.checkpoint import CHECKPOINT_SUFFIXES, CheckpointReadError, load_checkpoint_file, record_path
 
 __all__ = [
+    "STATE_KEY",
     "AtomicCheckpointSaver",
-    "CheckpointReadError",
-    "UnsafeCheckpointError",
+    "NonFiniteLossError",
     "find_resume_checkpoint",
-    "load_checkpoint_file",
     "nonfinite_parameters",
     "resume_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 STATE_KEY = "training_state"
 
 
-class CheckpointReadError(ValueError):
-    """A checkpoint file that is missing, truncated or not a PyTorch checkpoint."""
-
-
-class UnsafeCheckpointError(CheckpointReadError):
-    """A checkpoint whose unpickling would import or call Python objects (refused, never executed)."""
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss: the run is stopped (raised by :class:`~.training.ResumableTraining`)."""
 
 
 def nonfinite_parameters(module: torch.nn.Module, limit: int = 5) -> list[str]:
@@ -74,13 +67,14 @@ class AtomicCheckpointSaver(CheckpointSaver):
     leaves the previous file intact. Before any save, every ``nn.Module`` of ``save_dict`` is checked: if one holds
     NaN/inf weights the save is skipped with an error in the log (the last good checkpoint stays).
 
-    With ``record`` (an :class:`attnseg_monai.bundle.RecordSpec`), every checkpoint file gets its record beside it
+    With ``record`` (an :class:`attnseg_monai.bundle.RecordSpec`: any object whose ``record_for(network)`` returns a
+    record with ``to_json()``), every checkpoint file gets its record beside it
     (``model.pt`` -> ``model.record.json``: the network's construction arguments and the settings inference must
     repeat), written in the same save and removed with the checkpoint when it is rotated out.
 
     Example (config)::
 
-        {"_target_": "attnseg_monai.reliability.AtomicCheckpointSaver", "save_dir": "@ckpt_dir",
+        {"_target_": "attnseg_monai.handlers.AtomicCheckpointSaver", "save_dir": "@ckpt_dir",
          "save_dict": {"model": "@network", "optimizer": "@optimizer", "training_state": "@train#reliability"},
          "record": "@record", "save_interval": 1, "n_saved": 1, "save_final": true, "final_filename": "model_final.pt"}
 
@@ -137,8 +131,6 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if record is None:
             atomic_torch_save(checkpoint, path, save=func)
             return True
-        from ..bundle.record import record_path
-
         # the record's temporary file is written first and renamed only after the checkpoint is complete: a kill
         # leaves hidden temporaries, or (between the two renames) the new weights beside the previous record,
         # which every consumer refuses loudly (the shapes are checked): never a record without its checkpoint
@@ -161,55 +153,14 @@ class AtomicCheckpointSaver(CheckpointSaver):
 
     @staticmethod
     def _remove_record(checkpoint: Path) -> None:
-        from ..bundle.record import record_path
-
         record_path(checkpoint).unlink(missing_ok=True)
 
     def exception_raised(self, engine: Any, e: Exception) -> None:
         """MONAI saves the "final" checkpoint when an exception stops the run; not when the weights diverged."""
-        from .training import NonFiniteLossError
-
         if isinstance(e, NonFiniteLossError) or self._bad_modules():
             self.logger.error("run stopped by %s; no final checkpoint written (the last good one is kept)", e)
             raise e
         super().exception_raised(engine, e)
-
-
-def load_checkpoint_file(path: str | os.PathLike, *, mmap: bool = False) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors.
-
-    Args:
-        path: the checkpoint file.
-        mmap: memory-map the tensors (zip checkpoints only; cheap validation of large files).
-
-    Raises:
-        CheckpointReadError: missing, empty, truncated or not a checkpoint (message names the file).
-        UnsafeCheckpointError: the file would import or call Python objects when unpickled (refused, nothing run).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointReadError(f"{p}: checkpoint file not found.")
-    size = p.stat().st_size
-    if size == 0:
-        raise CheckpointReadError(f"{p}: empty checkpoint file (0 bytes).")
-    with open(p, "rb") as fh:
-        head = fh.read(4)
-    is_zip = head.startswith(b"PK")
-    if is_zip and not zipfile.is_zipfile(p):
-        raise CheckpointReadError(f"{p}: truncated or corrupt checkpoint ({size} bytes, zip directory missing).")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc) or "WeightsUnpickler" in str(exc):
-            raise UnsafeCheckpointError(
-                f"{p}: refused: unpickling it would import or call Python objects; only weights and plain "
-                f"containers are loaded (torch.load weights_only=True): {first}"
-            ) from exc
-        raise CheckpointReadError(f"{p}: not a readable checkpoint ({first}).") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointReadError(f"{p}: truncated or corrupt checkpoint ({type(exc).__name__}: {first}).") from exc
 
 
 def _training_iteration(obj: Any) -> tuple[int, bool] | None:
@@ -229,7 +180,7 @@ def find_resume_checkpoint(ckpt_dir: str | os.PathLike, *, allow_mid_epoch: bool
     """The latest complete training checkpoint in ``ckpt_dir``, or ``None`` when there is none.
 
     Candidates are the non-hidden ``*.pt``/``*.pth``/``*.ckpt`` files that hold a training state (written with
-    :class:`~attnseg_monai.reliability.ResumableTraining` in the saver's ``save_dict``). Each is loaded with
+    :class:`~attnseg_monai.handlers.ResumableTraining` in the saver's ``save_dict``). Each is loaded with
     ``weights_only=True``; truncated, unreadable and unsafe files are skipped with a warning. The one with the
     highest iteration wins (newest file on a tie). Checkpoints taken in the middle of an epoch (MONAI's "final"
     checkpoint written when an exception stopped the run) are skipped unless ``allow_mid_epoch``: resuming there

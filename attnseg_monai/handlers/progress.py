@@ -1,4 +1,4 @@
-"""Ignite handlers the bundle configs attach besides MONAI's own."""
+"""A tqdm progress bar for MONAI trainers and evaluators (ignite handler)."""
 
 from __future__ import annotations
 

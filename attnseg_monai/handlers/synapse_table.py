@@ -12,7 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from ..data.fileio import atomic_write_bytes, atomic_write_json
+from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..metrics.synapse import (
     EMPTY_POLICIES,
     SYNAPSE_METRICS,

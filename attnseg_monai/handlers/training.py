@@ -37,19 +37,16 @@ from ignite.engine import Engine, Events
 from ignite.handlers.param_scheduler import BaseParamScheduler
 from monai.transforms import Randomizable
 
-from .atomic import remove_stale_temporaries
-from .checkpoint import STATE_KEY, _unwrap, load_checkpoint_file, nonfinite_parameters
+from ..io.atomic import remove_stale_temporaries
+from ..io.checkpoint import load_checkpoint_file
+from .checkpoint import STATE_KEY, NonFiniteLossError, _unwrap, nonfinite_parameters
 
-__all__ = ["NonFiniteLossError", "ResumableTraining", "capture_rng_state", "restore_rng_state", "transform_generators"]
+__all__ = ["ResumableTraining", "capture_rng_state", "restore_rng_state", "transform_generators"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "attnseg-training-state"
 _SKIP = (str, bytes, int, float, bool, type(None), torch.Tensor, np.ndarray, torch.nn.Module, torch.Generator)
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 def transform_generators(dataset: Any, max_depth: int = 10) -> dict[str, Randomizable]:
@@ -285,7 +282,7 @@ class ResumableTraining:
         if self.engine is None:
             raise RuntimeError("ResumableTraining is not attached to a trainer.")
         if not isinstance(state, Mapping) or state.get("format") != FORMAT:
-            raise ValueError("not a training state written by attnseg_monai.reliability.ResumableTraining.")
+            raise ValueError("not a training state written by attnseg_monai.handlers.ResumableTraining.")
         prior_max_epochs = self.engine.state.max_epochs
         self.engine.load_state_dict(state["engine"])
         if prior_max_epochs is not None:

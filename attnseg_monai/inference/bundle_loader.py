@@ -8,10 +8,13 @@ predictor then takes from it:
   readers, to report broken files per case); the loader's ``ensure_channel_first`` and explicit reader are kept. A
   bundle that loads files with its own first transform (DANIE's ``LoadSynapsed``) keeps it: the file is checked by
   the predictor's reader when its ending is known, then handed to that transform as a path;
-- ``inferer``: as configured (sliding window, or the slab-wise 3D inferer of the CT bundles);
-- ``postprocessing``: every transform except ``SaveImage(d)``; each ``SaveImaged`` becomes an :class:`OutputSpec`
-  (key, postfix, ending, dtype), written by the predictor atomically instead. So a bundle that writes instances and
-  classes (hannet) produces the same two files, named ``<case>_<postfix><ending>``.
+- ``inferer``: as configured (sliding window, or the slab-wise 3D inferer of the CT bundles), on the fast path with
+  the requested precision: the bundle's ``precision`` id is set to it (an inferer without a fast path is wrapped by
+  :func:`~attnseg_monai.inferers.with_fast_path`), so the network runs exactly as under ``monai.bundle run``;
+- ``postprocessing``: every transform except ``SaveImage(d)``; each ``SaveImaged`` becomes an
+  :class:`~attnseg_monai.inference.outputs.OutputSpec` holding the bundle's own ``SaveImage``, which the predictor
+  calls with a temporary file name (then renames it). So a bundle that writes instances and classes (hannet) produces
+  the same two files, with the same names and bytes as ``monai.bundle run``.
 
 Trust: a bundle of this collection (``bundles/<name>`` of this checkout) is loaded as is. Any other folder runs code
 from its configs when parsed (``$`` expressions, ``_target_``), so it is refused with
@@ -21,6 +24,7 @@ before that check.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -38,47 +42,26 @@ from torch import nn
 
 from ..bundle.paths import BUNDLES_DIR, bundle_path, list_bundles
 from ..bundle.record import RecordError, load_weights
-from ..data.fileio import sha256_file
-from ..reliability.checkpoint import CheckpointReadError
+from ..inferers import FastPathMixin, with_fast_path
+from ..io.atomic import sha256_file
+from ..io.checkpoint import CheckpointReadError
+from ..io.writers import LABEL_WRITERS, label_saver
+from ..precision import PRECISIONS
 from .errors import BundleError, CheckpointError, UntrustedBundleError
+from .outputs import OutputSpec
 
 __all__ = [
     "BundleParts",
-    "OutputSpec",
     "load_bundle",
     "load_checkpoint",
     "read_bundle_metadata",
     "resolve_bundle",
-    "saved_outputs",
 ]
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_CONFIG = "configs/inference.json"
 METADATA = "configs/metadata.json"
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """One output file per case: the item ``key`` after postprocessing, written as ``<case>_<postfix><ext>``.
-
-    ``scale`` is ``SaveImaged``'s: values clipped to [0, 1] and multiplied by it (255 writes 0/255 masks).
-    """
-
-    key: str
-    postfix: str
-    ext: str
-    dtype: Any = None
-    scale: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "postfix": self.postfix,
-            "ext": self.ext,
-            "dtype": None if self.dtype is None else np.dtype(self.dtype).name,
-            "scale": self.scale,
-        }
 
 
 @dataclass
@@ -161,31 +144,6 @@ def read_bundle_metadata(root: str | os.PathLike) -> dict[str, Any]:
         raise BundleError(f"{path}: unreadable metadata ({exc}).") from exc
 
 
-def saved_outputs(root: str | os.PathLike, config: str = INFERENCE_CONFIG) -> list[dict[str, Any]]:
-    """The ``SaveImaged`` entries of a config as written in the JSON, wherever they sit (``postprocessing`` or the
-    lists it is assembled from); nothing is executed: ``[{"keys": ..., "output_postfix": ..., ...}, ...]`` in file
-    order, expressions unevaluated."""
-    path = Path(root) / config
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("_target_", "")).split(".")[-1] in ("SaveImaged", "SaveImage"):
-                found.append({k: node.get(k) for k in ("keys", "output_postfix", "output_ext", "output_dtype")})
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(content)
-    return found
-
-
 def load_checkpoint(path: str | os.PathLike, network: nn.Module) -> str:
     """Load every tensor of a checkpoint into ``network`` (:func:`attnseg_monai.bundle.load_weights`); returns the
     file's SHA-256.
@@ -247,13 +205,46 @@ def _slice_wise(inferer: Any) -> bool:
     return isinstance(inferer, SliceWiseInferer)
 
 
-def _dtype(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return np.dtype(value)
-    except TypeError:
-        return None
+def _output_specs(transform: SaveImaged, root: Path) -> list[OutputSpec]:
+    """The outputs of one ``SaveImaged``: its own ``SaveImage`` for each key.
+
+    Raises:
+        BundleError: for a layout ``attnseg infer`` does not write (a folder per case, names relative to a data root).
+    """
+    saver: SaveImage = transform.saver
+    layout = saver.folder_layout
+    if getattr(layout, "parent", False) or getattr(layout, "data_root_dir", ""):
+        raise BundleError(
+            f"{root / INFERENCE_CONFIG}: a SaveImaged writes a folder per case (separate_folder) or names relative to "
+            "data_root_dir; attnseg infer writes one flat output folder: set separate_folder to false and "
+            "data_root_dir to ''."
+        )
+    postfix = str(getattr(layout, "postfix", "") or "")
+    ext = str(saver.output_ext)
+    # the predictor's own copy: the writer of this ending (the class the collection's bundles name, so both paths
+    # write the same bytes; a bundle naming MONAI's NibabelWriter gets the geometry-exact one), quiet (it logs
+    # the committed name, not the temporary one)
+    own = copy.copy(saver)
+    own.writers = (LABEL_WRITERS[ext],) if ext in LABEL_WRITERS else saver.writers
+    own.write_kwargs = {**saver.write_kwargs, "verbose": False}
+    return [OutputSpec(str(key), postfix, ext, own) for key in transform.keys]
+
+
+def _fast_inferer(parser: ConfigParser, precision: str, root: Path) -> Inferer:
+    """The bundle's inferer on the fast path (wrapped when it has none; never modified).
+
+    Raises:
+        ValueError: for a precision that is not one of :data:`~attnseg_monai.precision.PRECISIONS`.
+    """
+    inferer = parser.get_parsed_content("inferer") if "inferer" in parser else SimpleInferer()
+    if not isinstance(inferer, FastPathMixin):
+        inferer = with_fast_path(inferer, precision)
+    if inferer.precision not in PRECISIONS:
+        raise ValueError(
+            f"{root / INFERENCE_CONFIG}: the bundle's 'precision' must be one of {PRECISIONS}, got "
+            f"{inferer.precision!r}."
+        )
+    return inferer
 
 
 def load_bundle(
@@ -264,6 +255,7 @@ def load_bundle(
     device: str | torch.device = "cpu",
     overrides: Mapping[str, Any] | None = None,
     load_weights: bool = True,
+    precision: str = "auto",
 ) -> BundleParts:
     """Parse a bundle's ``inference.json`` and return the parts the predictor uses.
 
@@ -274,6 +266,7 @@ def load_bundle(
         device: where the network is put.
         overrides: config overrides by id, as on MONAI's command line (``{"roi_size": [64, 64]}``).
         load_weights: ``False`` keeps the freshly initialised weights (``attnseg info``).
+        precision: ``"auto"`` keeps the bundle's ``precision``; ``"fp32"``, ``"bf16"``, ``"fp16"`` replace it.
 
     Raises:
         BundleError: for a missing bundle or config id.
@@ -300,6 +293,8 @@ def load_bundle(
                 parser[key] = value
     for key, value in (overrides or {}).items():
         parser[key] = value
+    if precision != "auto" and "precision" in parser:
+        parser["precision"] = precision
     if "imports" in parser:
         parser.get_parsed_content("imports")
     for required in ("network_def", "preprocessing"):
@@ -346,7 +341,7 @@ def load_bundle(
                 image_key = str(t.keys[0])
             continue
         pre_kept.append(t)
-    inferer = parser.get_parsed_content("inferer") if "inferer" in parser else SimpleInferer()
+    inferer = _fast_inferer(parser, precision, root)
     input_dims = spatial_dims + 1 if _slice_wise(inferer) else spatial_dims
 
     outputs: list[OutputSpec] = []
@@ -356,17 +351,7 @@ def load_bundle(
     post_all = parser.get_parsed_content("postprocessing") if "postprocessing" in parser else Compose([])
     for t in _flat(post_all):
         if isinstance(t, SaveImaged):
-            saver: SaveImage = t.saver
-            for key in t.keys:
-                outputs.append(
-                    OutputSpec(
-                        key=str(key),
-                        postfix=str(getattr(saver.folder_layout, "postfix", "") or "seg"),
-                        ext=str(saver.output_ext or (".png" if spatial_dims == 2 else ".nii.gz")),
-                        dtype=_dtype(saver.init_kwargs.get("output_dtype")),
-                        scale=saver.init_kwargs.get("scale"),
-                    )
-                )
+            outputs.extend(_output_specs(t, root))
             continue
         if isinstance(t, SaveImage):
             continue
@@ -377,15 +362,10 @@ def load_bundle(
                 if key == "pred":
                     activation = "softmax" if softmax else "sigmoid" if sigmoid else None
         post_kept.append(t)
-    if not outputs:
-        outputs.append(
-            OutputSpec(
-                key="pred",
-                postfix="seg",
-                ext=".png" if spatial_dims == 2 else ".nii.gz",
-                dtype=np.uint8 if out_channels <= 256 else np.uint16,
-            )
-        )
+    if not outputs:  # a bundle that saves nothing: labels as the collection's bundles write them
+        ext = ".png" if input_dims == 2 else ".nii.gz"
+        dtype = np.uint8 if out_channels <= 256 else np.uint16
+        outputs.append(OutputSpec("pred", "seg", ext, label_saver(ext, "seg", dtype)))
     parts = BundleParts(
         name=name,
         root=root,

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["BundleError", "CheckpointError", "InputError", "OutputConflictError", "UntrustedBundleError"]
+__all__ = [
+    "describe_error",
+    "BundleError",
+    "CheckpointError",
+    "InputError",
+    "OutputConflictError",
+    "UntrustedBundleError",
+]
 
 
 class InputError(ValueError):
@@ -49,3 +56,22 @@ class CheckpointError(ValueError):
 
 class OutputConflictError(ValueError):
     """An output file exists that this output folder's manifest did not write; pass ``overwrite=True`` to replace it."""
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """A one-line description of an exception: its innermost cause, type and first line (or ITK's description).
+
+    MONAI and ITK wrap errors in long multi-line messages; the predictor reports this line per failed case.
+    """
+    inner = exc
+    while inner.__cause__ is not None and inner.__cause__ is not inner:
+        inner = inner.__cause__
+    text = str(inner).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    described = [ln for ln in lines if ln.lower().startswith("description:")]
+    line = described[0].split(":", 1)[1].strip() if described else (lines[0] if lines else type(inner).__name__)
+    name = type(inner).__name__
+    if name.islower():  # struct.error, zlib.error: name the module too
+        name = f"{type(inner).__module__}.{name}"
+    line = f"{name}: {line}" if not line.startswith(name) else line
+    return line if len(line) <= limit else line[: limit - 3] + "..."

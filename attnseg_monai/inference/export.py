@@ -19,8 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .paths import bundle_path
-from .record import RecordError, load_weights, read_record, record_path
+from ..bundle.paths import bundle_path
+from ..bundle.record import RecordError, load_weights, read_record, record_path
 
 __all__ = ["BUNDLE_FILES", "ExportError", "export_bundle"]
 
@@ -74,7 +74,7 @@ def _checked_model(root: Path, name: str, checkpoint: Path, trust_bundle: bool) 
         if found.record is not None:
             load_weights(found.record.build_network(record_path(checkpoint)), checkpoint)
             return record_path(checkpoint)
-        from ..inference.bundle_loader import load_bundle
+        from .bundle_loader import load_bundle
 
         # no record: the weights must fit the network the bundle's inference.json builds (every tensor, strictly);
         # parsing the config runs its code, so a folder outside the collection needs trust_bundle, as for infer

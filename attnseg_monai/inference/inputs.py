@@ -13,50 +13,19 @@ import glob
 import hashlib
 import json
 import os
-import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .readers import image_suffix, is_dicom_folder, split_image_name, supported_suffixes
+from ..io.dicom import is_dicom_folder
+from ..io.paths import MAX_NAME_LENGTH, sanitize_name
+from ..io.suffixes import image_suffix, split_image_name
+from .readers import supported_suffixes
 
-__all__ = ["CaseInput", "InputCollection", "collect_inputs", "sanitize_name"]
+__all__ = ["CaseInput", "InputCollection", "collect_inputs"]
 
-_UNSAFE = re.compile(r"[^\w.\-]+")
-_DOTS = re.compile(r"\.{2,}")
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _DATALIST_KEYS = ("testing", "test", "validation", "training", "data", "images")
 _GLOB_CHARS = set("*?[")
-#: Longest case id kept (outputs add a postfix and an ending; most file systems allow 255 bytes).
-MAX_NAME_LENGTH = 120
-
-
-def sanitize_name(name: str, fallback: str = "case") -> str:
-    """A file-name-safe version of ``name``: no path separators, no ``..``, no leading dot, at most 120 characters.
-
-    Letters and digits of any script, ``_``, ``-`` and single dots are kept; every other run of characters becomes
-    ``_``. An empty result becomes ``fallback``; Windows device names (``CON``, ``NUL``...) get a leading ``_``.
-
-    Example::
-
-        >>> sanitize_name("../../etc/passwd")
-        'etc_passwd'
-        >>> sanitize_name("patient 01 (arterial).nii")
-        'patient_01_arterial_.nii'
-    """
-    text = unicodedata.normalize("NFKC", str(name))
-    text = _UNSAFE.sub("_", text)
-    text = _DOTS.sub(".", text)
-    text = text.strip("._-")
-    if not text:
-        text = fallback
-    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
-        text = "_" + text
-    if len(text) > MAX_NAME_LENGTH:
-        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-        text = text[: MAX_NAME_LENGTH - 9] + "-" + digest
-    return text
 
 
 @dataclass(frozen=True)
@@ -81,17 +50,21 @@ class InputCollection:
         return len(self.cases)
 
 
-def _case_name(path: Path, name: str | None) -> str:
+def _case_name(path: Path, name: str | None, name_of: Callable[[Path], str] | None = None) -> str:
     if name:
         return sanitize_name(name)
+    if name_of is not None:
+        return sanitize_name(name_of(path))
     if path.is_dir():
         return sanitize_name(path.name)
     return sanitize_name(split_image_name(path)[0])
 
 
-def _unique_ids(entries: list[tuple[Path, str | None]]) -> list[CaseInput]:
+def _unique_ids(
+    entries: list[tuple[Path, str | None]], name_of: Callable[[Path], str] | None = None
+) -> list[CaseInput]:
     """Assign ids; every member of a group of colliding ids (compared case-insensitively) gets a path hash."""
-    names = [_case_name(p, n) for p, n in entries]
+    names = [_case_name(p, n, name_of) for p, n in entries]
     groups: dict[str, int] = {}
     for n in names:
         groups[n.casefold()] = groups.get(n.casefold(), 0) + 1
@@ -183,6 +156,7 @@ def collect_inputs(
     exclude: Sequence[str | os.PathLike] = (),
     datalist_key: str | None = None,
     extra_suffixes: Sequence[str] = (),
+    name_of: Callable[[Path], str] | None = None,
 ) -> InputCollection:
     """The cases of ``source``, sorted by path, with unique safe ids.
 
@@ -194,6 +168,8 @@ def collect_inputs(
         exclude: folders never taken as inputs (the output folder).
         datalist_key: the datalist entry to read.
         extra_suffixes: endings to take besides the readers' (for bundles that load files themselves).
+        name_of: the case id of a path without a datalist ``name`` (the predictor passes the bundle's output
+            naming, :func:`~attnseg_monai.inference.outputs.subject_of`); default: the file name without its ending.
 
     Raises:
         ValueError: if ``source`` matches nothing or a datalist is malformed.
@@ -233,4 +209,4 @@ def collect_inputs(
     for path, name in entries:
         unique.setdefault(path, name)
     ordered = sorted(unique.items(), key=lambda kv: str(kv[0]))
-    return InputCollection(cases=_unique_ids(ordered), ignored=ignored)
+    return InputCollection(cases=_unique_ids(ordered, name_of), ignored=ignored)

@@ -22,9 +22,9 @@ from monai.transforms import EnsureChannelFirst
 from torch.utils.data import DataLoader, Dataset
 
 from .bundle_loader import BundleParts
-from .errors import InputError
+from .errors import InputError, describe_error
 from .inputs import CaseInput
-from .readers import describe_error, reader_for
+from .readers import reader_for
 
 __all__ = ["BUNDLE_LOADER_SUFFIXES", "CaseDataset", "check_image", "iterate_cases", "load_case"]
 
@@ -72,9 +72,10 @@ def _channel_message(found: int, expected: int) -> str:
 class CaseDataset(Dataset):
     """Reads and preprocesses one case per item; errors are returned, not raised (the batch goes on)."""
 
-    def __init__(self, cases: list[tuple[CaseInput, str]], parts: BundleParts) -> None:
+    def __init__(self, cases: list[tuple[CaseInput, str]], parts: BundleParts, keep_image: bool = False) -> None:
         self.cases = cases
         self.parts = parts
+        self.keep_image = keep_image
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -85,17 +86,19 @@ class CaseDataset(Dataset):
         if kind == "wsi":
             return out
         try:
-            out["data"], out["source"] = load_case(case.path, self.parts)
+            out["data"], out["source"] = load_case(case.path, self.parts, keep_image=self.keep_image)
         except Exception as exc:  # noqa: BLE001 - reported as this case's failure
             out["error"] = exc.reason if isinstance(exc, InputError) else describe_error(exc, limit=500)
             logger.debug("loading %s failed:\n%s", case.path, traceback.format_exc())
         return out
 
 
-def load_case(path: Path, parts: BundleParts) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a file with its reader and run the bundle's preprocessing; returns ``(data, source_meta)``."""
+def load_case(path: Path, parts: BundleParts, keep_image: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file once with its reader and run the bundle's preprocessing; returns ``(data, source)``: the input's
+    geometry (``affine``, ``spatial_shape``, ``filename_or_obj``) and, with ``keep_image``, the image as read,
+    channel first (``raw``, for overlays)."""
     if parts.custom_loader is not None:
-        return _load_with_bundle_loader(path, parts)
+        return _load_with_bundle_loader(path, parts, keep_image)
     loader = parts.loader
     if loader is not None and not any(r.verify_suffix(str(path)) for r in loader.readers):
         loader = None  # the bundle's explicit reader does not read this format: use ours
@@ -107,12 +110,15 @@ def load_case(path: Path, parts: BundleParts) -> tuple[dict[str, Any], dict[str,
     }
     if parts.ensure_channel_first:
         img = EnsureChannelFirst()(img)
+    if keep_image:
+        raw = img if parts.ensure_channel_first else EnsureChannelFirst()(img)
+        source["raw"] = raw.detach().cpu().numpy().copy()
     data = parts.preprocessing({parts.image_key: img})
     check_image(data[parts.image_key], parts, path)
     return data, source
 
 
-def _load_with_bundle_loader(path: Path, parts: BundleParts) -> tuple[dict[str, Any], dict[str, Any]]:
+def _load_with_bundle_loader(path: Path, parts: BundleParts, keep_image: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bundles with their own loading transform: check the file where a reader knows its ending, then hand the
     path to that transform; the source geometry is what it loaded (channel-first)."""
     try:
@@ -133,6 +139,8 @@ def _load_with_bundle_loader(path: Path, parts: BundleParts) -> tuple[dict[str, 
     if not isinstance(img, MetaTensor):
         img = MetaTensor(img)
     source = {"affine": img.affine.clone(), "spatial_shape": tuple(img.shape[1:]), "filename_or_obj": str(path)}
+    if keep_image:
+        source["raw"] = img.detach().cpu().numpy().copy()
     data = parts.preprocessing(data)
     check_image(data[parts.image_key], parts, path)
     return data, source
@@ -159,10 +167,12 @@ def check_image(x: Any, parts: BundleParts, path: Path | str) -> None:
         )
 
 
-def make_loader(cases: list[tuple[CaseInput, str]], parts: BundleParts, workers: int) -> DataLoader:
+def make_loader(
+    cases: list[tuple[CaseInput, str]], parts: BundleParts, workers: int, keep_image: bool = False
+) -> DataLoader:
     """A DataLoader over ``cases`` (one case per batch, in order) with ``workers`` reading processes."""
     return DataLoader(
-        CaseDataset(cases, parts),
+        CaseDataset(cases, parts, keep_image),
         batch_size=1,
         shuffle=False,
         num_workers=workers,
@@ -171,10 +181,10 @@ def make_loader(cases: list[tuple[CaseInput, str]], parts: BundleParts, workers:
     )
 
 
-def _load_isolated(case: CaseInput, kind: str, parts: BundleParts) -> dict[str, Any]:
+def _load_isolated(case: CaseInput, kind: str, parts: BundleParts, keep_image: bool) -> dict[str, Any]:
     """Load one case in its own worker process, so a crash is blamed on exactly this file."""
     try:
-        return list(make_loader([(case, kind)], parts, 1))[0]
+        return list(make_loader([(case, kind)], parts, 1, keep_image))[0]
     except RuntimeError as exc:
         if "DataLoader worker" not in str(exc):
             raise
@@ -186,19 +196,21 @@ def _load_isolated(case: CaseInput, kind: str, parts: BundleParts) -> dict[str, 
         }
 
 
-def iterate_cases(todo: list[tuple[CaseInput, str]], parts: BundleParts, num_workers: int) -> Iterator[dict[str, Any]]:
+def iterate_cases(
+    todo: list[tuple[CaseInput, str]], parts: BundleParts, num_workers: int, keep_image: bool = False
+) -> Iterator[dict[str, Any]]:
     """The loaded cases of ``todo`` (``(case, kind)`` pairs) in order (see the module docstring)."""
     if num_workers == 0:
-        yield from make_loader(todo, parts, 0)
+        yield from make_loader(todo, parts, 0, keep_image)
         return
     start, isolate_until = 0, 0
     while start < len(todo):
         if start < isolate_until:
             case, kind = todo[start]
             start += 1
-            yield _load_isolated(case, kind, parts)
+            yield _load_isolated(case, kind, parts, keep_image)
             continue
-        iterator = iter(make_loader(todo[start:], parts, num_workers))
+        iterator = iter(make_loader(todo[start:], parts, num_workers, keep_image))
         _detach_sigchld(iterator)
         offset = start
         try:

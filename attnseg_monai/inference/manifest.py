@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data.fileio import atomic_write_json, sha256_file
+from ..io.atomic import atomic_write_json, sha256_file
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "STATE_DIR", "Manifest", "merge_records"]
 

@@ -20,7 +20,6 @@ Whole-slide images (``.svs`` and other slide formats, pyramidal or very large ti
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from abc import ABC, abstractmethod
@@ -33,166 +32,29 @@ from monai.data.image_reader import ImageReader, ITKReader, NibabelReader, PILRe
 from monai.transforms import LoadImage
 from PIL import Image
 
-from .errors import InputError
+from ..io.dicom import dicom_files
+from ..io.suffixes import (
+    ENDING_FOR,
+    EXPECTED_CONTENT,
+    FORMAT_NAMES,
+    WSI_SUFFIXES,
+    image_suffix,
+    sniff_format,
+)
+from .errors import InputError, describe_error
 
 __all__ = [
     "READERS",
-    "WSI_SUFFIXES",
     "CaseReader",
     "DicomSeriesReader",
     "MetaImageReader",
     "NiftiReader",
     "NrrdReader",
     "PillowImageReader",
-    "describe_error",
-    "image_suffix",
-    "is_dicom_folder",
-    "is_whole_slide",
     "read_image",
     "reader_for",
-    "sniff_format",
-    "split_image_name",
     "supported_suffixes",
 ]
-
-#: Endings of whole-slide formats (always read as slides); ``.tif``/``.tiff`` are slides when pyramidal or huge.
-WSI_SUFFIXES: tuple[str, ...] = (".svs", ".ndpi", ".scn", ".bif", ".mrxs", ".vms", ".vmu", ".svslide")
-#: A single-level tiled TIFF at least this many pixels large is read as a slide.
-WSI_MIN_PIXELS = 8192 * 8192
-
-_FORMAT_NAMES = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "tiff": "TIFF",
-    "bmp": "BMP",
-    "nifti": "NIfTI",
-    "gzip": "gzip (not NIfTI inside)",
-    "nrrd": "NRRD",
-    "metaimage": "MetaImage",
-    "dicom": "DICOM",
-    "zip": "ZIP",
-    "json": "JSON/text",
-    "pdf": "PDF",
-}
-#: The content each ending promises, and the ending that content should have.
-_EXPECTED = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".bmp": "bmp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".nii": "nifti",
-    ".nii.gz": "nifti",
-    ".nrrd": "nrrd",
-    ".nhdr": "nrrd",
-    ".mha": "metaimage",
-    ".mhd": "metaimage",
-    ".dcm": "dicom",
-    **{s: "tiff" for s in (".svs", ".ndpi", ".scn", ".bif", ".svslide")},
-}
-_ENDING_FOR = {
-    "png": ".png",
-    "jpeg": ".jpg",
-    "tiff": ".tif",
-    "bmp": ".bmp",
-    "nifti": ".nii / .nii.gz",
-    "nrrd": ".nrrd",
-    "metaimage": ".mha",
-    "dicom": ".dcm",
-}
-_MULTI_SUFFIXES = (".nii.gz", ".npy.h5")
-
-
-def split_image_name(path: str | os.PathLike) -> tuple[str, str]:
-    """``(stem, ending)`` of an image file name, aware of two-part endings (``a.nii.gz`` -> ``("a", ".nii.gz")``)."""
-    name = Path(path).name
-    lower = name.lower()
-    for multi in _MULTI_SUFFIXES:
-        if lower.endswith(multi) and len(name) > len(multi):
-            return name[: -len(multi)], lower[-len(multi) :]
-    suffix = Path(name).suffix
-    if suffix and len(name) > len(suffix):
-        return name[: -len(suffix)], suffix.lower()
-    return name, ""
-
-
-def image_suffix(path: str | os.PathLike) -> str:
-    """The lower-case ending of an image file name (``.nii.gz`` counted whole); ``""`` for folders."""
-    return "" if Path(path).is_dir() else split_image_name(path)[1]
-
-
-def _is_nifti_header(head: bytes) -> bool:
-    if len(head) < 348:
-        return False
-    for order in ("little", "big"):
-        size = int.from_bytes(head[:4], order)
-        if size == 348 and head[344:347] in (b"n+1", b"ni1"):
-            return True
-        if size == 540 and head[4:7] in (b"n+2", b"ni2"):
-            return True
-    return False
-
-
-def sniff_format(path: str | os.PathLike) -> str | None:
-    """The format a file's first bytes announce (``"png"``, ``"nifti"``, ``"dicom"``...), or ``None`` if unknown.
-
-    gzip files are opened to tell a compressed NIfTI (``"nifti"``) from other gzip content (``"gzip"``).
-
-    Raises:
-        OSError: if the file cannot be opened.
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(1024)
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head[:2] == b"BM":
-        return "bmp"
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as handle:
-                inner = handle.read(544)
-        except (OSError, EOFError, zlib.error):
-            return "gzip"
-        return "nifti" if _is_nifti_header(inner) else "gzip"
-    if _is_nifti_header(head):
-        return "nifti"
-    if head.startswith(b"NRRD000"):
-        return "nrrd"
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    if b"NDims" in head and (b"ObjectType" in head or b"ElementType" in head or b"DimSize" in head):
-        return "metaimage"
-    if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if head[:5] == b"%PDF-":
-        return "pdf"
-    if head.lstrip()[:1] in (b"{", b"["):
-        return "json"
-    return None
-
-
-def describe_error(exc: BaseException, limit: int = 300) -> str:
-    """A one-line description of an exception: its innermost cause, type and first line (or ITK's description).
-
-    MONAI and ITK wrap errors in long multi-line messages; the predictor reports this line per failed case.
-    """
-    inner = exc
-    while inner.__cause__ is not None and inner.__cause__ is not inner:
-        inner = inner.__cause__
-    text = str(inner).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    described = [ln for ln in lines if ln.lower().startswith("description:")]
-    line = described[0].split(":", 1)[1].strip() if described else (lines[0] if lines else type(inner).__name__)
-    name = type(inner).__name__
-    if name.islower():  # struct.error, zlib.error: name the module too
-        name = f"{type(inner).__module__}.{name}"
-    line = f"{name}: {line}" if not line.startswith(name) else line
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _pil_converter(image: Image.Image) -> Image.Image:
@@ -220,7 +82,7 @@ def _check_content(path: Path, suffix: str) -> str | None:
         found = sniff_format(path)
     except OSError as exc:
         raise InputError(path, f"cannot be opened ({describe_error(exc)})") from exc
-    expected = _EXPECTED.get(suffix)
+    expected = EXPECTED_CONTENT.get(suffix)
     if expected is None or found == expected:
         return found
     if expected == "nifti" and suffix == ".nii.gz" and found == "gzip":
@@ -229,11 +91,11 @@ def _check_content(path: Path, suffix: str) -> str | None:
         return found
     if found is None:
         raise InputError(
-            path, f"not a {_FORMAT_NAMES[expected]} file: its content is not recognised (corrupt or another format)"
+            path, f"not a {FORMAT_NAMES[expected]} file: its content is not recognised (corrupt or another format)"
         )
-    hint = f": rename it to *{_ENDING_FOR[found]}" if found in _ENDING_FOR else ""
+    hint = f": rename it to *{ENDING_FOR[found]}" if found in ENDING_FOR else ""
     raise InputError(
-        path, f"wrong file ending: the content is {_FORMAT_NAMES.get(found, found)} but the name ends in {suffix}{hint}"
+        path, f"wrong file ending: the content is {FORMAT_NAMES.get(found, found)} but the name ends in {suffix}{hint}"
     )
 
 
@@ -311,26 +173,34 @@ class PillowImageReader(CaseReader):
         return PILReader(converter=_pil_converter)
 
     def check(self, path: str | os.PathLike) -> None:
-        super().check(path)
-        p = Path(path)
+        self._decode(Path(path))
+
+    def _decode(self, path: Path) -> Image.Image | None:
+        """Check the file and decode it once; ``None`` for a TIFF PIL cannot decode but ITK can read.
+
+        Raises:
+            InputError: for a missing, empty, multi-page, damaged or mislabelled file.
+        """
+        CaseReader.check(self, path)
         try:
-            with Image.open(p) as image:
+            with Image.open(path) as image:
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
                     raise InputError(
-                        p, f"holds {frames} pages/frames; expected one 2D image (save each page as its own file)"
+                        path, f"holds {frames} pages/frames; expected one 2D image (save each page as its own file)"
                     )
                 image.load()
+                return image  # loaded: usable after the file is closed
         except InputError:
             raise
         except Image.DecompressionBombError as exc:
             raise InputError(
-                p, f"too large for a plain image ({describe_error(exc)}); save it as a tiled TIFF"
+                path, f"too large for a plain image ({describe_error(exc)}); save it as a tiled TIFF"
             ) from exc
         except (OSError, ValueError, SyntaxError, zlib.error) as exc:
-            if image_suffix(p) in (".tif", ".tiff") and self._itk_can_read(p):
-                return
-            raise InputError(p, f"corrupt or truncated image data ({describe_error(exc)})") from exc
+            if image_suffix(path) in (".tif", ".tiff") and self._itk_can_read(path):
+                return None
+            raise InputError(path, f"corrupt or truncated image data ({describe_error(exc)})") from exc
 
     @staticmethod
     def _itk_can_read(path: Path) -> bool:
@@ -343,16 +213,27 @@ class PillowImageReader(CaseReader):
         except Exception:  # noqa: BLE001 - PIL's reason is reported
             return False
 
-    def _load(self, path: Path, *, dtype: Any, loader: LoadImage | None) -> MetaTensor:
-        if loader is None and image_suffix(path) in (".tif", ".tiff"):
-            try:
-                with Image.open(path) as image:
-                    image.load()
-            except (OSError, ValueError, SyntaxError):
-                return CaseReader._load(
-                    self, path, dtype=dtype, loader=LoadImage(reader=ITKReader(), image_only=True, dtype=dtype)
-                )
-        return super()._load(path, dtype=dtype, loader=loader)
+    def read(self, path: str | os.PathLike, *, dtype: Any = np.float32, loader: LoadImage | None = None) -> MetaTensor:
+        """Check and read ``path``, decoding it once: the image decoded by the check is what MONAI's ``PILReader``
+        turns into the MetaTensor (a bundle's own ``loader`` reads the file itself)."""
+        p = Path(path)
+        image = self._decode(p)
+        if loader is None and image is None:  # a TIFF only ITK reads
+            loader = LoadImage(reader=ITKReader(), image_only=True, dtype=dtype)
+        elif loader is None:
+            loader = LoadImage(reader=_DecodedPILReader(image, converter=_pil_converter), image_only=True, dtype=dtype)
+        return self._load(p, dtype=dtype, loader=loader)
+
+
+class _DecodedPILReader(PILReader):
+    """MONAI's ``PILReader`` over an image already decoded (the check's), so the file is decoded once."""
+
+    def __init__(self, image: Image.Image, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._image = image
+
+    def read(self, data: Any, **kwargs: Any) -> Image.Image:
+        return self.converter(self._image) if self.converter is not None else self._image
 
 
 class NiftiReader(CaseReader):
@@ -408,30 +289,6 @@ class NrrdReader(CaseReader):
         return ITKReader()
 
 
-def _dicom_files(folder: Path) -> list[Path]:
-    found = []
-    for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        if p.suffix.lower() == ".dcm":
-            found.append(p)
-            continue
-        try:
-            with open(p, "rb") as handle:
-                head = handle.read(132)
-        except OSError:
-            continue
-        if len(head) == 132 and head[128:132] == b"DICM":
-            found.append(p)
-    return found
-
-
-def is_dicom_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder holding DICOM files (``.dcm`` or the ``DICM`` preamble) directly."""
-    p = Path(path)
-    return p.is_dir() and bool(_dicom_files(p))
-
-
 class DicomSeriesReader(CaseReader):
     """A folder holding one DICOM series, through MONAI's ``ITKReader`` (slices sorted by position, LPS -> RAS).
 
@@ -451,7 +308,7 @@ class DicomSeriesReader(CaseReader):
         p = Path(path)
         if not p.is_dir():
             raise InputError(p, "a DICOM series must be given as the folder holding its files")
-        files = _dicom_files(p)
+        files = dicom_files(p)
         if not files:
             raise InputError(p, "folder holds no DICOM file (.dcm or files with the DICM preamble)")
         empty = [f.name for f in files if f.stat().st_size == 0]
@@ -514,33 +371,6 @@ def reader_for(path: str | os.PathLike) -> CaseReader:
             return reader
     suffix = image_suffix(p) or "(none)"
     raise InputError(p, f"unsupported file type {suffix}; supported: {', '.join(supported_suffixes())}")
-
-
-def is_whole_slide(path: str | os.PathLike, min_pixels: int = WSI_MIN_PIXELS) -> bool:
-    """Whether ``path`` is a whole-slide image: a slide format, or a TIFF that is pyramidal or tiled and huge.
-
-    Never raises: an unreadable TIFF is not a slide (its reader reports the problem).
-    """
-    p = Path(path)
-    suffix = image_suffix(p)
-    if suffix in WSI_SUFFIXES:
-        return True
-    if suffix not in (".tif", ".tiff") or not p.is_file() or p.stat().st_size == 0:
-        return False
-    try:
-        import tifffile
-
-        with tifffile.TiffFile(p) as tif:
-            if tif.is_svs or tif.is_ndpi or tif.is_scn:
-                return True
-            series = tif.series[0]
-            levels = getattr(series, "levels", [series])
-            if len(levels) > 1:
-                return True
-            page = tif.pages[0]
-            return bool(page.is_tiled) and int(page.imagewidth) * int(page.imagelength) >= min_pixels
-    except Exception:  # noqa: BLE001 - not a readable TIFF: not a slide
-        return False
 
 
 def read_image(path: str | os.PathLike, *, dtype: Any = np.float32) -> MetaTensor:

@@ -4,9 +4,6 @@ Nuclei instance segmentation (seed 000): :class:`InstanceToBoundaryClasses` buil
 targets from instance maps, :class:`WatershedInstances` turns the three predicted probabilities back into instances,
 :class:`BinaryFromInstances` gives the foreground mask.
 
-Geometry: :class:`SourceGeometryNibabelWriter` writes NIfTI predictions with the input file's exact qform/sform
-and codes.
-
 Synapse CT (seed 003): :class:`LoadSynapsed` loads raw BTCV, DICOM and TransUNet files with the HU window
 :data:`HU_WINDOW`; :class:`RandAxialSlicesd` draws (class-balanced) axial slices of volumes for 2D training.
 
@@ -17,7 +14,6 @@ the image (MONAI's ``CRF`` when its compiled extension is present, else :func:`m
 from __future__ import annotations
 
 from .crf import CRFd, CRFRefine, mean_field_crf, monai_crf_available
-from .geometry import NIFTI_GEOMETRY_KEYS, SourceGeometryNibabelWriter, source_nifti_header
 from .instance import (
     BinaryFromInstances,
     BinaryFromInstancesd,
@@ -33,9 +29,6 @@ __all__ = [
     "CRFd",
     "mean_field_crf",
     "monai_crf_available",
-    "NIFTI_GEOMETRY_KEYS",
-    "SourceGeometryNibabelWriter",
-    "source_nifti_header",
     "BinaryFromInstances",
     "BinaryFromInstancesd",
     "InstanceToBoundaryClasses",

@@ -23,10 +23,10 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform, Randomizable
 from monai.transforms.traits import MultiSampleTrait
 
-from ..data.ct_inputs import is_dicom_series
 from ..data.ct_labels import btcv_to_synapse8
 from ..data.ct_readers import TransUNetH5Reader, TransUNetNpzReader
 from ..data.synapse import is_transunet_file
+from ..io.dicom import is_dicom_folder
 
 __all__ = ["HU_WINDOW", "LoadSynapsed", "RandAxialSlicesd", "load_synapse"]
 
@@ -90,7 +90,7 @@ def load_synapse(
         raise ValueError(f"label_mapping must be 'btcv' (raw BTCV ids) or 'none', got {label_mapping!r}.")
     name = str(path).lower()
     preprocessed = is_transunet_file(name)
-    img = (_loader_for("dicom", role) if is_dicom_series(path) else _loader(name, role))(str(path))
+    img = (_loader_for("dicom", role) if is_dicom_folder(path) else _loader(name, role))(str(path))
     if img.ndim == 3:
         img = img.unsqueeze(-1)
     if img.ndim != 4 or img.shape[0] != 1:

@@ -30,7 +30,7 @@ from monai.handlers import (
 )
 
 from attnseg_monai.bundle import BUNDLES_DIR, ProgressHandler, list_bundles, local_device, rank_handlers, read_record
-from attnseg_monai.reliability import AtomicCheckpointSaver
+from attnseg_monai.handlers.checkpoint import AtomicCheckpointSaver
 from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
 
 BUNDLES = list_bundles()

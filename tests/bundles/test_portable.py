@@ -30,8 +30,8 @@ from attnseg_monai.bundle import (
     record_path,
 )
 from attnseg_monai.inference import CheckpointError, load_bundle
+from attnseg_monai.io.checkpoint import CheckpointReadError
 from attnseg_monai.networks import network_config
-from attnseg_monai.reliability import CheckpointReadError
 from tests.bundles.helpers import configs, copy_bundle, overrides, working_directory
 
 BUNDLES = list_bundles()

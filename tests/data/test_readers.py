@@ -270,10 +270,10 @@ def test_monai_loads_tiff_image_and_cached_mask_in_the_same_orientation(monuseg_
 
 
 def test_read_only_root_caches_in_user_cache(monuseg_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from attnseg_monai.data import fileio
+    from attnseg_monai.data import cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(fileio, "_writable", lambda folder: False)  # as for a read-only mount (tests run as root)
+    monkeypatch.setattr(cache, "_writable", lambda folder: False)  # as for a read-only mount (tests run as root)
     before = snapshot(monuseg_root)
     items = read_dataset(monuseg_root)
     assert snapshot(monuseg_root) == before

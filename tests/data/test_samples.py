@@ -22,7 +22,7 @@ from attnseg_monai.data import (
     verify_sample,
 )
 from attnseg_monai.data import samples as samples_module
-from attnseg_monai.data.fileio import sha256_file
+from attnseg_monai.io.atomic import sha256_file
 
 from .conftest import snapshot
 

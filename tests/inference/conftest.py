@@ -27,11 +27,11 @@ def hannet_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_predictor(hannet_checkpoint):
-    """``make_predictor(**settings)``: a BundlePredictor on the tiny hannet (CPU, no workers, no bars by default)."""
+    """``make_predictor(**model_settings)``: a BundlePredictor on the tiny hannet (CPU by default); run settings go to
+    ``predict_files`` (``QUIET``: no reader processes, no bars)."""
 
     def factory(**settings) -> BundlePredictor:
-        options = {"device": "cpu", "num_workers": 0, "progress": False, **settings}
-        return BundlePredictor(**options).from_bundle(
+        return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
             "hannet", checkpoint=hannet_checkpoint, overrides=HANNET_OVERRIDES
         )
 

@@ -12,6 +12,8 @@ from PIL import Image
 from tests.ct_series import write_ct_slices
 
 #: overrides that make hannet tiny (as tests/bundles/cases/hannet.py) with a 64-pixel window
+#: run settings of the tests: no reader processes, no progress bars
+QUIET = {"num_workers": 0, "progress": False}
 HANNET_OVERRIDES = {"network_def#features": [4, 8, 16, 32, 64], "roi_size": [64, 64]}
 
 #: an oblique, anisotropic affine with an LPS-like origin

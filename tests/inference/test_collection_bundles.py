@@ -11,10 +11,10 @@ from PIL import Image
 
 from attnseg_monai.bundle import list_bundles
 from attnseg_monai.inference import BundlePredictor, load_bundle
-from attnseg_monai.inference.evaluate import task_from_bundle
+from attnseg_monai.inference.eval_task import task_from_bundle
 from tests.bundles.cases import BUNDLE_CASES
 
-from .helpers import OBLIQUE_AFFINE, calibrated_state_dict, ct_volume
+from .helpers import OBLIQUE_AFFINE, QUIET, calibrated_state_dict, ct_volume
 
 BUNDLES = [name for name in list_bundles() if name in BUNDLE_CASES]
 
@@ -44,9 +44,9 @@ def test_bundle_outputs_keep_the_input_geometry(name, tmp_path):
         data = vol if channels == 1 else np.repeat(vol[..., None], channels, -1)
         nib.save(nib.Nifti1Image(data, OBLIQUE_AFFINE), inputs / "case0.nii.gz")
         expected["case0"] = vol.shape
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False, save_overlays=True)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle(name, checkpoint=ckpt, overrides=overrides)
-    summary = predictor.predict_files(inputs, tmp_path / "out")
+    summary = predictor.predict_files(inputs, tmp_path / "out", save_overlays=True, **QUIET)
     assert summary.ok, summary.failed
     assert sorted(summary.written) == sorted(expected)
     for stem, size in expected.items():
@@ -107,9 +107,9 @@ def test_same_pixels_as_the_bundles_own_inference(name, tmp_path):
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle(name, checkpoint=root / "models" / "model.pt", overrides=overrides)
-    assert predictor.predict_files(inputs, tmp_path / "out").ok
+    assert predictor.predict_files(inputs, tmp_path / "out", **QUIET).ok
     for postfix in case["outputs"]:
         ours = np.asarray(Image.open(tmp_path / "out" / f"img_{postfix}.png"))
         theirs = np.asarray(Image.open(tmp_path / "bundle_out" / f"img_{postfix}.png"))
@@ -141,9 +141,9 @@ def test_bundle_with_its_own_loader_and_a_slice_wise_inferer(tmp_path):
     nib.save(nib.Nifti1Image(vol, OBLIQUE_AFFINE), tmp_path / "in" / "img0001.nii.gz")
     np.savez(tmp_path / "in" / "case0005_slice000.npz", image=np.random.rand(48, 48).astype(np.float32), label=0)
     (tmp_path / "in" / "empty.nii.gz").write_bytes(b"")
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False, save_probabilities=True)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle("danie", checkpoint=tmp_path / "model.pt", overrides=overrides)
-    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out")
+    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out", save_probabilities=True, **QUIET)
     assert sorted(summary.written) == ["case0005_slice000", "img0001"]
     assert [f["case"] for f in summary.failed] == ["empty"] and "empty file" in summary.failed[0]["error"]
     seg = nib.load(tmp_path / "out" / "img0001_seg.nii.gz")

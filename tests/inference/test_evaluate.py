@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from attnseg_monai.inference import evaluate_folders
-from attnseg_monai.inference.evaluate import task_from_bundle
+from attnseg_monai.inference.eval_task import task_from_bundle
 
 
 def _png(path, array):

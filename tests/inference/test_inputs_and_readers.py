@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from attnseg_monai.inference import InputError, collect_inputs, read_image, reader_for, sanitize_name, sniff_format
-from attnseg_monai.inference.readers import DicomSeriesReader, NiftiReader, PillowImageReader, split_image_name
+from attnseg_monai.inference.readers import DicomSeriesReader, NiftiReader, PillowImageReader
+from attnseg_monai.io.suffixes import split_image_name
 
 from .helpers import ct_volume, write_broken_set, write_dicom_series, write_png
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from attnseg_monai.data.fileio import sha256_file
 from attnseg_monai.inference import MANIFEST_NAME, Manifest
 from attnseg_monai.inference.manifest import merge_records
+from attnseg_monai.io.atomic import sha256_file
 
 
 def test_merge_keeps_the_latest_record_per_case():

@@ -14,11 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from attnseg_monai.data.fileio import sha256_file
 from attnseg_monai.inference import MANIFEST_NAME, BundlePredictor
-from attnseg_monai.inference.writers import TEMP_MARKER
+from attnseg_monai.io.atomic import TEMP_MARKER, sha256_file
 
-from .helpers import HANNET_OVERRIDES, rgb, write_broken_set, write_png
+from .helpers import HANNET_OVERRIDES, QUIET, rgb, write_broken_set, write_png
 
 
 def _manifest(out: Path) -> dict:
@@ -31,7 +30,7 @@ def _temps(out: Path) -> list[str]:
 
 def test_broken_inputs_are_listed_and_the_batch_goes_on(make_predictor, tmp_path):
     expected = write_broken_set(tmp_path / "in")
-    summary = make_predictor(num_workers=1).predict_files(tmp_path / "in", tmp_path / "out")
+    summary = make_predictor().predict_files(tmp_path / "in", tmp_path / "out", num_workers=1, progress=False)
     failed = {Path(f["input"]).name: f["error"] for f in summary.failed}
     broken = {name for name, reason in expected.items() if reason}
     assert set(failed) == broken
@@ -59,8 +58,9 @@ def test_outputs_keep_width_height_and_orientation(make_predictor, tmp_path, hei
     path = tmp_path / "in" / f"case{ext}"
     path.parent.mkdir()
     Image.fromarray(image).save(path, **({"quality": 100} if ext == ".jpg" else {}))
-    predictor = make_predictor(save_overlays=True, save_probabilities=True)
-    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out")
+    predictor = make_predictor()
+    extras = {"save_overlays": True, "save_probabilities": True}
+    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out", **extras, **QUIET)
     assert summary.ok, summary.failed
     for postfix in ("instances", "classes", "overlay"):
         written = Image.open(tmp_path / "out" / f"case_{postfix}.png")
@@ -71,7 +71,8 @@ def test_outputs_keep_width_height_and_orientation(make_predictor, tmp_path, hei
     assert probs.shape == (3, height, width)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
     # the written classes equal predict_array on the same pixels, transposed back to (H, W)
-    direct = predictor.predict_array(np.asarray(Image.open(path).convert("RGB")).transpose(2, 1, 0))
+    pixels = np.asarray(Image.open(path).convert("RGB")).transpose(2, 1, 0)
+    direct = predictor.predict_array(pixels, save_probabilities=True)
     classes = np.asarray(Image.open(tmp_path / "out" / "case_classes.png"))
     np.testing.assert_array_equal(classes, direct["classes"].T)
     assert len(np.unique(classes)) > 1 and classes[: height // 2].mean() != classes[height // 2 :].mean()
@@ -85,23 +86,23 @@ def test_rerun_skips_done_cases_and_never_overwrites_foreign_files(make_predicto
     for i in range(3):
         write_png(tmp_path / "in" / f"c{i}.png", 32, 48, seed=i)
     out = tmp_path / "out"
-    first = make_predictor().predict_files(tmp_path / "in", out)
+    first = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert sorted(first.written) == ["c0", "c1", "c2"]
     stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     umask = os.umask(0)
     os.umask(umask)
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.glob("*.png")} == {0o666 & ~umask}, "usual file permissions"
-    second = make_predictor().predict_files(tmp_path / "in", out)
+    second = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert second.written == [] and sorted(second.skipped) == ["c0", "c1", "c2"] and second.ok
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == stamp
     # a file the manifest did not write blocks its case, untouched, unless overwrite
     write_png(tmp_path / "in" / "c3.png", 32, 48, seed=3)
     foreign = out / "c3_classes.png"
     foreign.write_bytes(b"someone else's file")
-    third = make_predictor().predict_files(tmp_path / "in", out)
+    third = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert [f["case"] for f in third.failed] == ["c3"] and "overwrite" in third.failed[0]["error"]
     assert foreign.read_bytes() == b"someone else's file"
-    fourth = make_predictor(overwrite=True).predict_files(tmp_path / "in", out)
+    fourth = make_predictor().predict_files(tmp_path / "in", out, overwrite=True, **QUIET)
     assert fourth.ok and sorted(fourth.written) == ["c0", "c1", "c2", "c3"]
     assert Image.open(foreign).size == (48, 32)
 
@@ -120,9 +121,9 @@ def replace(src, dst):
             os._exit(9)  # killed: no finally block, no manifest merge runs
     return real_replace(src, dst)
 os.replace = replace
-predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+predictor = BundlePredictor(device="cpu")
 predictor.from_bundle("hannet", checkpoint=checkpoint, overrides=json.loads(overrides))
-predictor.predict_files(inputs, output)
+predictor.predict_files(inputs, output, num_workers=0, progress=False)
 """
 
 
@@ -141,7 +142,7 @@ def test_killed_mid_commit_then_rerun_redoes_the_partial_case(hannet_checkpoint,
     assert part["cases"]["c1"]["status"] == "writing"
     assert (out / "c1_instances.png").exists() and not (out / "c1_classes.png").exists()
     assert any(name.startswith(".c1_classes.png") for name in _temps(out)), "the temporary file of c1 was left"
-    rerun = make_predictor().predict_files(tmp_path / "in", out)
+    rerun = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert rerun.skipped == ["c0"] and sorted(rerun.written) == ["c1", "c2"] and rerun.ok
     manifest = _manifest(out)
     assert manifest["counts"] == {"done": 3, "failed": 0, "writing": 0}
@@ -154,12 +155,12 @@ def test_killed_mid_commit_then_rerun_redoes_the_partial_case(hannet_checkpoint,
 def test_writing_record_with_complete_outputs_is_promoted_without_recompute(make_predictor, tmp_path):
     write_png(tmp_path / "in" / "a.png", 32, 40)
     out = tmp_path / "out"
-    make_predictor().predict_files(tmp_path / "in", out)
+    make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     manifest = _manifest(out)
     manifest["cases"]["a"]["status"] = "writing"  # killed after the renames, before 'done' was journalled
     (out / MANIFEST_NAME).write_text(json.dumps(manifest))
     stamp = (out / "a_classes.png").stat().st_mtime_ns
-    rerun = make_predictor().predict_files(tmp_path / "in", out)
+    rerun = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert rerun.skipped == ["a"] and rerun.written == []
     assert _manifest(out)["cases"]["a"]["status"] == "done"
     assert (out / "a_classes.png").stat().st_mtime_ns == stamp
@@ -169,11 +170,11 @@ def test_truncated_output_is_redone_and_the_damaged_file_kept_aside(make_predict
     for i in range(2):
         write_png(tmp_path / "in" / f"c{i}.png", 32, 40, seed=i)
     out = tmp_path / "out"
-    assert sorted(make_predictor().predict_files(tmp_path / "in", out).written) == ["c0", "c1"]
+    assert sorted(make_predictor().predict_files(tmp_path / "in", out, **QUIET).written) == ["c0", "c1"]
     damaged = out / "c1_classes.png"
     good_bytes = damaged.read_bytes()
     damaged.write_bytes(good_bytes[:20])  # a partial copy, a disk error
-    second = make_predictor().predict_files(tmp_path / "in", out)
+    second = make_predictor().predict_files(tmp_path / "in", out, **QUIET)
     assert second.skipped == ["c0"] and second.written == ["c1"]
     assert damaged.read_bytes() == good_bytes
     kept = list((out / ".attnseg" / "replaced").iterdir())
@@ -183,12 +184,12 @@ def test_truncated_output_is_redone_and_the_damaged_file_kept_aside(make_predict
 def test_changed_input_and_new_output_kinds_are_redone(make_predictor, tmp_path):
     write_png(tmp_path / "in" / "a.png", 32, 32, seed=1)
     out = tmp_path / "out"
-    assert make_predictor().predict_files(tmp_path / "in", out).written == ["a"]
-    assert make_predictor(save_overlays=True).predict_files(tmp_path / "in", out).written == ["a"]
+    assert make_predictor().predict_files(tmp_path / "in", out, **QUIET).written == ["a"]
+    assert make_predictor().predict_files(tmp_path / "in", out, save_overlays=True, **QUIET).written == ["a"]
     assert (out / "a_overlay.png").is_file()
     write_png(tmp_path / "in" / "a.png", 32, 32, seed=2)
-    assert make_predictor(save_overlays=True).predict_files(tmp_path / "in", out).written == ["a"]
-    assert make_predictor(save_overlays=True).predict_files(tmp_path / "in", out).skipped == ["a"]
+    assert make_predictor().predict_files(tmp_path / "in", out, save_overlays=True, **QUIET).written == ["a"]
+    assert make_predictor().predict_files(tmp_path / "in", out, save_overlays=True, **QUIET).skipped == ["a"]
 
 
 def test_output_names_cannot_escape_the_output_folder(make_predictor, tmp_path):
@@ -197,7 +198,7 @@ def test_output_names_cannot_escape_the_output_folder(make_predictor, tmp_path):
     datalist = {"testing": [{"image": "data/x.png", "name": "../../escape"}, {"image": "data/y.png", "name": "/abs"}]}
     (tmp_path / "list.json").write_text(json.dumps(datalist))
     out = tmp_path / "deep" / "out"
-    summary = make_predictor().predict_files(tmp_path / "list.json", out)
+    summary = make_predictor().predict_files(tmp_path / "list.json", out, **QUIET)
     assert summary.ok
     written = sorted(p.name for p in out.iterdir() if p.is_file())
     assert written == sorted(
@@ -214,10 +215,18 @@ def test_predict_array_bf16_matches_fp32_mostly(make_predictor):
     assert np.mean(fp32["classes"] == bf16["classes"]) > 0.9
 
 
-def test_settings_are_validated():
-    for bad in ({"precision": "fp8"}, {"wsi": "maybe"}, {"num_workers": -1}, {"output_ext": ".jpg"}, {"device": "tpu"}):
+def test_settings_are_validated(make_predictor, tmp_path):
+    for bad in ({"precision": "fp8"}, {"device": "tpu"}):  # model settings: the constructor
         with pytest.raises(ValueError):
             BundlePredictor(**bad)
+    write_png(tmp_path / "in" / "a.png", 16, 16)
+    predictor = make_predictor()
+    for bad in ({"wsi": "maybe"}, {"num_workers": -1}, {"output_ext": ".jpg"}):  # run settings: each run
+        with pytest.raises(ValueError):
+            predictor.predict_files(tmp_path / "in", tmp_path / "out", **bad)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    with pytest.raises(TypeError, match="unknown setting"):
+        predictor.predict_files(tmp_path / "in", tmp_path / "out", save_overlay=True)
     with pytest.raises(RuntimeError, match="from_bundle"):
         BundlePredictor(device="cpu").predict_array(np.zeros((3, 16, 16)))
 
@@ -225,7 +234,7 @@ def test_settings_are_validated():
 def test_output_folder_must_differ_from_input(make_predictor, tmp_path):
     write_png(tmp_path / "a.png", 16, 16)
     with pytest.raises(ValueError, match="must not be the input folder"):
-        make_predictor().predict_files(tmp_path, tmp_path)
+        make_predictor().predict_files(tmp_path, tmp_path, **QUIET)
 
 
 def test_a_crashing_reader_is_isolated_and_blamed_on_its_file(make_predictor, tmp_path, monkeypatch):
@@ -241,6 +250,6 @@ def test_a_crashing_reader_is_isolated_and_blamed_on_its_file(make_predictor, tm
         return real(self, path, **kwargs)
 
     monkeypatch.setattr(readers.PillowImageReader, "read", read)
-    summary = make_predictor(num_workers=2).predict_files(tmp_path / "in", tmp_path / "out")
+    summary = make_predictor().predict_files(tmp_path / "in", tmp_path / "out", num_workers=2, progress=False)
     assert sorted(summary.written) == ["a", "c"]
     assert [f["case"] for f in summary.failed] == ["b_crash"] and "crashed" in summary.failed[0]["error"]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from attnseg_monai.inference import MANIFEST_NAME, collect_inputs, resolve_rank, shard
-from attnseg_monai.inference.writers import TEMP_MARKER
+from attnseg_monai.io.atomic import TEMP_MARKER
 
 from .helpers import HANNET_OVERRIDES, write_png
 

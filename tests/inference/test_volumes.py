@@ -13,7 +13,7 @@ from monai.transforms import LoadImage
 
 from attnseg_monai.inference import MANIFEST_NAME, BundlePredictor
 
-from .helpers import OBLIQUE_AFFINE, ct_volume, write_dicom_series
+from .helpers import OBLIQUE_AFFINE, QUIET, ct_volume, write_dicom_series
 
 
 @pytest.fixture
@@ -21,8 +21,7 @@ def predictor3d(bundle3d):
     root, ckpt = bundle3d
 
     def factory(**settings) -> BundlePredictor:
-        options = {"device": "cpu", "num_workers": 0, "progress": False, **settings}
-        return BundlePredictor(**options).from_bundle(root, checkpoint=ckpt, trust_bundle=True)
+        return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(root, checkpoint=ckpt, trust_bundle=True)
 
     return factory
 
@@ -35,7 +34,9 @@ def test_nifti_affine_and_header_round_trip(predictor3d, tmp_path):
     src.set_sform(OBLIQUE_AFFINE, code=4)
     (tmp_path / "in").mkdir()
     nib.save(src, tmp_path / "in" / "ct_01.nii.gz")
-    summary = predictor3d(save_probabilities=True, save_overlays=True).predict_files(tmp_path / "in", tmp_path / "out")
+    summary = predictor3d().predict_files(
+        tmp_path / "in", tmp_path / "out", save_probabilities=True, save_overlays=True, **QUIET
+    )
     assert summary.ok, summary.failed
     seg = nib.load(tmp_path / "out" / "ct_01_seg.nii.gz")
     assert seg.shape == vol.shape and seg.get_data_dtype() == np.uint8
@@ -64,7 +65,7 @@ def test_itk_volumes_keep_origin_spacing_direction(predictor3d, tmp_path, ext):
     image.SetDirection(itk.matrix_from_array(direction))
     (tmp_path / "in").mkdir()
     itk.imwrite(image, str(tmp_path / "in" / f"vol{ext}"))
-    summary = predictor3d(output_ext=ext).predict_files(tmp_path / "in", tmp_path / "out")
+    summary = predictor3d().predict_files(tmp_path / "in", tmp_path / "out", output_ext=ext, **QUIET)
     assert summary.ok, summary.failed
     out = itk.imread(str(tmp_path / "out" / f"vol_seg{ext}"))
     np.testing.assert_allclose(np.asarray(out.GetSpacing()), [0.8, 0.9, 2.5], atol=1e-5)
@@ -72,7 +73,7 @@ def test_itk_volumes_keep_origin_spacing_direction(predictor3d, tmp_path, ext):
     np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()), direction, atol=1e-6)
     assert itk.array_from_image(out).shape == (8, 24, 28)
     # the default ending (the bundle's .nii.gz) holds the same world geometry
-    predictor3d().predict_files(tmp_path / "in", tmp_path / "out_nii")
+    predictor3d().predict_files(tmp_path / "in", tmp_path / "out_nii", **QUIET)
     seg = nib.load(tmp_path / "out_nii" / "vol_seg.nii.gz")
     expected = LoadImage(image_only=True)(str(tmp_path / "in" / f"vol{ext}")).affine.numpy()
     np.testing.assert_allclose(seg.affine, expected, atol=1e-4)
@@ -83,7 +84,7 @@ def test_dicom_series_folder(predictor3d, tmp_path):
     write_dicom_series(tmp_path / "in" / "patient1_ct", vol)
     (tmp_path / "in" / "empty_series").mkdir()
     (tmp_path / "in" / "empty_series" / "a.dcm").write_bytes(b"")
-    summary = predictor3d().predict_files(tmp_path / "in", tmp_path / "out")
+    summary = predictor3d().predict_files(tmp_path / "in", tmp_path / "out", **QUIET)
     assert summary.written == ["patient1_ct"]
     assert [f["case"] for f in summary.failed] == ["empty_series"] and "empty" in summary.failed[0]["error"]
     seg = nib.load(tmp_path / "out" / "patient1_ct_seg.nii.gz")
@@ -99,5 +100,5 @@ def test_2d_image_given_to_a_3d_bundle_fails_clearly(predictor3d, tmp_path):
     from .helpers import write_png
 
     write_png(tmp_path / "in" / "photo.png", 32, 32, channels=1)
-    summary = predictor3d().predict_files(tmp_path / "in", tmp_path / "out")
+    summary = predictor3d().predict_files(tmp_path / "in", tmp_path / "out", **QUIET)
     assert summary.failed and "2D image" in summary.failed[0]["error"]

@@ -11,9 +11,9 @@ from monai.data import WSIReader
 from PIL import Image
 
 from attnseg_monai.inference import MANIFEST_NAME, is_whole_slide, open_slide, tissue_mask
-from attnseg_monai.inference.wsi import MonaiSlideSource, TiffTileSource
+from attnseg_monai.inference.slides import MonaiSlideSource, TiffTileSource
 
-from .helpers import write_png, write_pyramid_tiff
+from .helpers import QUIET, write_png, write_pyramid_tiff
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,9 @@ def test_slide_goes_to_tiled_label_tiff_and_preview(make_predictor, slide, tmp_p
     path, image = slide
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / path.name).write_bytes(path.read_bytes())
-    predictor = make_predictor(wsi_tile_size=256, wsi_backend="tifffile", wsi_margin=32)
-    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out")
+    predictor = make_predictor()
+    slides = {"wsi_tile_size": 256, "wsi_backend": "tifffile", "wsi_margin": 32}
+    summary = predictor.predict_files(tmp_path / "in", tmp_path / "out", **slides, **QUIET)
     assert summary.ok and summary.written == ["slide_01"], summary.failed
     out = tmp_path / "out"
     with tifffile.TiffFile(out / "slide_01_classes.tif") as tif:
@@ -86,13 +87,13 @@ def test_slide_goes_to_tiled_label_tiff_and_preview(make_predictor, slide, tmp_p
     direct = predictor.predict_array(region.transpose(2, 1, 0))["classes"].T
     np.testing.assert_array_equal(classes[y0 : y0 + 256, x0 : x0 + 256], direct[32:-32, 32:-32])
     # resumable like any case
-    again = predictor.predict_files(tmp_path / "in", out)
+    again = predictor.predict_files(tmp_path / "in", out, **slides, **QUIET)
     assert again.skipped == ["slide_01"]
 
 
 def test_unreadable_slide_is_a_failed_case(make_predictor, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 20)
-    summary = make_predictor(wsi_tile_size=256).predict_files(tmp_path / "in", tmp_path / "out")
+    summary = make_predictor().predict_files(tmp_path / "in", tmp_path / "out", wsi_tile_size=256, **QUIET)
     assert [f["case"] for f in summary.failed] == ["broken"]
     assert not list((tmp_path / "out").glob("broken*"))

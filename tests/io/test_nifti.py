@@ -22,10 +22,10 @@ from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, SaveImaged, Spacingd
 
 from attnseg_monai.inferers import SlabSlidingWindowInferer
-from attnseg_monai.transforms.geometry import SourceGeometryNibabelWriter, source_nifti_header
+from attnseg_monai.io.nifti import SourceGeometryNibabelWriter, source_nifti_header
 from tests.ct_series import write_ct_slices
 
-WRITER = "attnseg_monai.transforms.geometry.SourceGeometryNibabelWriter"
+WRITER = "attnseg_monai.io.nifti.SourceGeometryNibabelWriter"
 DIRECTION = np.array([0.6, -0.48, 0.64])  # unit vector; intensity = DIRECTION . world position (mm)
 NEW_PIXDIM = (1.1, 1.3, 1.7)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -25,8 +25,7 @@ def checkpoint(tmp_path_factory):
 
 
 def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:
-    options = {"device": "cpu", "num_workers": 0, "progress": False, **settings}
-    return BundlePredictor(**options).from_bundle(
+    return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
         "hannet", checkpoint=checkpoint, overrides={**HANNET_OVERRIDES, **(overrides or {})}
     )
 
@@ -43,12 +42,12 @@ def test_precision_defaults_to_auto_and_is_validated():
 def test_policy_follows_option_then_bundle_key_then_device(checkpoint):
     auto = _predictor(checkpoint)
     assert auto.policy == resolve_policy("auto", "cpu")
-    assert isinstance(auto.parts.network, FastNetwork)
+    assert isinstance(auto.network, FastNetwork)  # what the bundle's inferer runs
     bundle_fp32 = _predictor(checkpoint, overrides={"precision": "fp32"})  # the bundle's key, option left on auto
     assert bundle_fp32.policy.is_reference
     forced = _predictor(checkpoint, overrides={"precision": "fp32"}, precision="bf16")  # the option wins
     assert forced.policy.name == "bf16"
-    net = forced.parts.network
+    net = forced.network
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())  # folded
     assert all(p.dtype == torch.bfloat16 for p in net.parameters())
     with pytest.raises(Exception, match="precision"):

@@ -17,7 +17,8 @@ from monai.networks.nets import UNet
 from monai.transforms import Compose, EnsureTyped, RandFlipd, RandGaussianNoised, RandSpatialCropSamplesd
 from monai.utils import set_determinism
 
-from attnseg_monai.reliability import AtomicCheckpointSaver, ResumableTraining
+from attnseg_monai.handlers.checkpoint import AtomicCheckpointSaver
+from attnseg_monai.handlers.training import ResumableTraining
 
 __all__ = ["Killed", "build_trainer"]
 

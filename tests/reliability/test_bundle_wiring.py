@@ -10,7 +10,7 @@ from attnseg_monai.bundle import BUNDLES_DIR
 
 #: bundles wired so far; add a bundle here once its train.json carries the pattern (docs/reliability.md)
 WIRED = ["hannet", "mcsa_unet", "danie", "focal_attn_unet", "attention_unet"]
-SAVER = "attnseg_monai.reliability.AtomicCheckpointSaver"
+SAVER = "attnseg_monai.handlers.AtomicCheckpointSaver"
 
 
 def _savers(node, out):
@@ -29,11 +29,11 @@ def _savers(node, out):
 def test_train_config_wiring(name: str):
     configs = BUNDLES_DIR / name / "configs"
     config = json.loads((configs / "train.json").read_text())
-    assert "$import attnseg_monai.reliability" in config["imports"]
+    assert "$import attnseg_monai.handlers" in config["imports"]
     assert config["resume"] is False and config["resume_from"] is None
     reliability = config["train"]["reliability"]
-    assert reliability["_target_"] == "attnseg_monai.reliability.ResumableTraining"
-    assert reliability["checkpoint"] == "$attnseg_monai.reliability.resume_checkpoint(@ckpt_dir, @resume, @resume_from)"
+    assert reliability["_target_"] == "attnseg_monai.handlers.ResumableTraining"
+    assert reliability["checkpoint"] == "$attnseg_monai.handlers.resume_checkpoint(@ckpt_dir, @resume, @resume_from)"
     assert reliability["dataloader"] == "@train#dataloader"
     assert config["train"]["trainer"]["train_handlers"].startswith("$[@train#reliability")
     assert isinstance(config["train"]["handlers"], list)  # MONAI Label inserts its CheckpointLoader into this list

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
-from tests.inference.helpers import HANNET_OVERRIDES, write_3d_bundle
+from tests.inference.helpers import HANNET_OVERRIDES, QUIET, write_3d_bundle
 
 
 def test_2d_extremes(tmp_path: Path):
@@ -25,9 +25,9 @@ def test_2d_extremes(tmp_path: Path):
     torch.manual_seed(0)
     parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
     torch.save(parts.network.state_dict(), tmp_path / "h.pt")
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle("hannet", checkpoint=tmp_path / "h.pt", overrides=HANNET_OVERRIDES)
-    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"))
+    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"), **QUIET)
     failed = {f["case"]: f["error"] for f in summary.failed}
     # a 16-bit grey PNG and an 8-bit grey PNG given to an RGB bundle: refused, saying so
     assert "grey image (1 channel) but the bundle expects 3 channels" in failed.pop("png16")
@@ -56,9 +56,9 @@ def test_3d_extremes_thin_volumes_and_non_finite_values(tmp_path: Path):
     torch.manual_seed(0)
     parts = load_bundle(root, trust_bundle=True, load_weights=False)
     torch.save(parts.network.state_dict(), tmp_path / "c.pt")
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle(root, checkpoint=tmp_path / "c.pt", trust_bundle=True)
-    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"))
+    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"), **QUIET)
     failed = {f["case"]: f["error"] for f in summary.failed}
     assert set(failed) == {"nan"}, failed
     assert "NaN or infinite value" in failed["nan"] and "replace them" in failed["nan"]

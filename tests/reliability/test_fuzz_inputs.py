@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
-from tests.inference.helpers import HANNET_OVERRIDES, write_3d_bundle, write_png
+from tests.inference.helpers import HANNET_OVERRIDES, QUIET, write_3d_bundle, write_png
 from tests.reliability.fuzzing import FORMATS, KINDS, check_reader, make_case, seed_bytes
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -94,9 +94,9 @@ def test_2d_batch_fails_each_bad_file_and_writes_only_good_ones(tmp_path: Path):
     inputs = tmp_path / "in"
     bad = _corpus(inputs, ("png", "tiff"))
     write_png(inputs / "good.png", 40, 48)
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle("hannet", checkpoint=ckpt, overrides=HANNET_OVERRIDES)
-    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"))
+    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"), **QUIET)
     _check_batch(summary, bad, ["good"], tmp_path / "out")
     assert len(summary.failed) >= len(bad) - 2
 
@@ -111,9 +111,9 @@ def test_3d_batch_fails_each_bad_volume_and_writes_only_good_ones(tmp_path: Path
     inputs = tmp_path / "in"
     bad = _corpus(inputs, ("nii", "nii.gz", "nrrd", "dicom"))
     (inputs / "good.nii.gz").write_bytes(seed_bytes("nii.gz"))
-    predictor = BundlePredictor(device="cpu", num_workers=0, progress=False)
+    predictor = BundlePredictor(device="cpu")
     predictor.from_bundle(root, checkpoint=ckpt, trust_bundle=True)
-    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"))
+    summary = predictor.predict_files(str(inputs), str(tmp_path / "out"), **QUIET)
     _check_batch(summary, bad, ["good"], tmp_path / "out")
 
 

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnseg_monai.reliability import (
+from attnseg_monai.handlers.checkpoint import (
     AtomicCheckpointSaver,
-    CheckpointReadError,
     NonFiniteLossError,
     find_resume_checkpoint,
-    load_checkpoint_file,
     resume_checkpoint,
 )
+from attnseg_monai.io.checkpoint import CheckpointReadError, load_checkpoint_file
 from tests.reliability.helpers import Killed, build_trainer
 
 
@@ -53,7 +52,7 @@ def test_resumed_loss_curve_and_weights_match_uninterrupted(tmp_path: Path):
 
 def test_without_random_states_the_curve_differs(tmp_path: Path, monkeypatch):
     """Control: restoring only weights, optimiser and position (MONAI's CheckpointLoader) does not replay the run."""
-    import attnseg_monai.reliability.training as training
+    import attnseg_monai.handlers.training as training
 
     full_trainer, full, _ = build_trainer(tmp_path / "full")
     full_trainer.run()
@@ -88,7 +87,7 @@ def test_saver_refuses_non_finite_weights(tmp_path: Path):
 
 
 def test_failed_write_leaves_previous_checkpoint_and_no_temporary(tmp_path: Path):
-    from attnseg_monai.reliability import atomic_torch_save
+    from attnseg_monai.io.atomic import atomic_torch_save
 
     target = tmp_path / "checkpoint_epoch=1.pt"
     atomic_torch_save({"w": torch.ones(3)}, target)

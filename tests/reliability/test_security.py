@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnseg_monai.handlers.checkpoint import find_resume_checkpoint, resume_checkpoint
+from attnseg_monai.handlers.training import ResumableTraining
 from attnseg_monai.inference import load_checkpoint
 from attnseg_monai.inference.errors import CheckpointError
-from attnseg_monai.reliability import (
-    ResumableTraining,
-    UnsafeCheckpointError,
-    UnsafePathError,
-    find_resume_checkpoint,
-    load_checkpoint_file,
-    resume_checkpoint,
-    safe_extract,
-    safe_join,
-)
+from attnseg_monai.io.checkpoint import UnsafeCheckpointError, load_checkpoint_file
+from attnseg_monai.io.paths import UnsafePathError, safe_extract, safe_join
 
 
 class _Payload:
@@ -144,7 +138,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_predictor_output_names_cannot_escape(tmp_path: Path):
-    from attnseg_monai.inference.writers import output_path
+    from attnseg_monai.io.paths import output_path
 
     out = tmp_path / "out"
     out.mkdir()

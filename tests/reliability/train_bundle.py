@@ -40,8 +40,8 @@ def run_training(
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
-    import attnseg_monai.reliability.checkpoint as ckpt_module
-    from attnseg_monai.reliability.atomic import atomic_open
+    import attnseg_monai.handlers.checkpoint as ckpt_module
+    from attnseg_monai.io.atomic import atomic_open
 
     if kill_during_save is not None:
         real_save = ckpt_module.atomic_torch_save
