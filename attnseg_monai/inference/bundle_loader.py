@@ -158,10 +158,6 @@ def load_checkpoint(path: str | os.PathLike, network: nn.Module) -> str:
             f"checkpoint {p} not found: train the bundle first (python -m monai.bundle run training ...) or pass "
             "a checkpoint file."
         )
-    with open(p, "rb") as handle:
-        head = handle.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream).")
     try:
         load_weights(network, p)
     except CheckpointReadError as exc:

@@ -65,6 +65,10 @@ def load_checkpoint_file(path: str | os.PathLike, *, mmap: bool = False) -> Any:
     with open(p, "rb") as fh:
         head = fh.read(4)
     is_zip = head.startswith(b"PK")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointReadError(
+            f"{p}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle stream)."
+        )
     if is_zip and not zipfile.is_zipfile(p):
         raise CheckpointReadError(f"{p}: truncated or corrupt checkpoint ({size} bytes, zip directory missing).")
     try:

@@ -29,8 +29,8 @@ from monai.handlers import (
     ValidationHandler,
 )
 
-from attnseg_monai.bundle import BUNDLES_DIR, ProgressHandler, list_bundles, local_device, rank_handlers, read_record
-from attnseg_monai.handlers.checkpoint import AtomicCheckpointSaver
+from attnseg_monai.bundle import BUNDLES_DIR, list_bundles, local_device, rank_handlers, read_record
+from attnseg_monai.handlers import AtomicCheckpointSaver, ProgressHandler
 from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
 
 BUNDLES = list_bundles()
