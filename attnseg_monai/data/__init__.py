@@ -1,4 +1,10 @@
-"""Data layer of attnseg_monai: data set readers -> MONAI datalists, splits, validation, embedded sample data.
+"""Data sets: data-set layouts read into MONAI datalists, splits, pair validation, label maps, embedded samples.
+
+"Reader" here means a data-set layout reader (:class:`DatasetReader`: a folder layout -> datalist items); file
+formats are read by MONAI's image readers (and :mod:`attnseg_monai.io.transunet` for TransUNet's files), and the
+batch app's checked file readers are :class:`attnseg_monai.inference.readers.CaseReader`. 2D layouts:
+``folders.py``, ``monuseg.py``, ``chest_xray.py``; CT layouts: ``ct_layouts.py``; pair checks: ``validation.py``
+(2D images) and ``volumes.py`` (volume headers).
 
 Typical use in a bundle (2D data)::
 
@@ -38,16 +44,14 @@ from .ct_labels import (
     BTCVToSynapse8d,
     btcv_to_synapse8,
 )
-from .ct_phantom import STRUCTURE_HU, CTPhantom, encode_nifti, phantom_affine, render_ct_phantom
-from .ct_readers import (
+from .ct_layouts import (
     BTCVReader,
     MSDReader,
-    TransUNetH5Reader,
-    TransUNetNpzReader,
     TransUNetSynapseReader,
     pair_volumes,
     volume_case_key,
 )
+from .ct_phantom import STRUCTURE_HU, CTPhantom, encode_nifti, phantom_affine, render_ct_phantom
 from .ct_samples import (
     TRANSUNET_TEST_CASES,
     TRANSUNET_TRAIN_CASES,
@@ -56,7 +60,6 @@ from .ct_samples import (
     make_synapse_transunet_sample,
     transunet_preprocess,
 )
-from .ct_validation import VolumeHeader, VolumeInfo, read_volume, read_volume_header, validate_volume_pairs
 from .datalist import load_datalist, make_datalist, select_fold, write_datalist
 from .discovery import find_reader, read_dataset
 from .errors import DatasetError
@@ -81,6 +84,7 @@ from .synapse import (
     synapse_output_name,
 )
 from .validation import PairInfo, validate_pairs
+from .volumes import VolumeHeader, VolumeInfo, read_volume, read_volume_header, validate_volume_pairs
 
 __all__ = [
     "MANIFEST_NAME",
@@ -127,8 +131,6 @@ __all__ = [
     "BTCVToSynapse8d",
     "CTPhantom",
     "MSDReader",
-    "TransUNetH5Reader",
-    "TransUNetNpzReader",
     "TransUNetSynapseReader",
     "VolumeHeader",
     "VolumeInfo",

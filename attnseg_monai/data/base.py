@@ -46,7 +46,7 @@ class DatasetReader(ABC):
         >>> reader = get_reader_class("folders")(on_missing="skip")
         >>> items = reader.read("/data/slices")   # image/mask folders
 
-    3D layouts (``msd``, ``btcv``, ``transunet``) live in :mod:`attnseg_monai.data.ct_readers`.
+    3D layouts (``msd``, ``btcv``, ``transunet``) live in :mod:`attnseg_monai.data.ct_layouts`.
     """
 
     name: ClassVar[str] = ""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..io.dicom import is_dicom_folder
-from .ct_readers import is_volume_file
+from .ct_layouts import is_volume_file
 
 __all__ = ["volume_inputs"]
 

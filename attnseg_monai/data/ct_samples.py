@@ -218,7 +218,7 @@ def transunet_preprocess(image_hu: np.ndarray, label_btcv: np.ndarray) -> tuple[
     the 8 Synapse classes; axes reversed from the NIfTI array order (I, J, K) to (K, J, I), slices first.
 
     With the reversal a stored slice ``image[k]`` is indexed (row, column) = (J, I), the usual radiological view of
-    an LPS-ordered series, and :class:`~attnseg_monai.data.ct_readers.TransUNetNpzReader` (which reverses the axes
+    an LPS-ordered series, and :class:`~attnseg_monai.data.ct_layouts.TransUNetNpzReader` (which reverses the axes
     back by default) loads it in the same (I, J) order as the raw NIfTI slice.
 
     Args:

@@ -19,9 +19,9 @@ from typing import Any
 
 from .ct_inputs import volume_inputs
 from .ct_samples import make_pancreas_sample
-from .ct_validation import validate_volume_pairs
 from .datalist import make_datalist, select_fold, write_datalist
 from .discovery import read_dataset
+from .volumes import validate_volume_pairs
 
 __all__ = ["VALIDATE_SCOPES", "pancreas_inference_items", "prepare_pancreas_datalist"]
 

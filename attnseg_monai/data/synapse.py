@@ -26,11 +26,11 @@ from ..io.dicom import is_dicom_folder
 from ..io.suffixes import TRANSUNET_EXTENSIONS
 from .ct_inputs import volume_inputs
 from .ct_labels import SYNAPSE_CLASSES
-from .ct_readers import BTCVReader, TransUNetSynapseReader, volume_case_key
+from .ct_layouts import BTCVReader, TransUNetSynapseReader, volume_case_key
 from .ct_samples import TRANSUNET_TEST_CASES, TRANSUNET_TRAIN_CASES, make_synapse_sample
-from .ct_validation import validate_volume_pairs
 from .datalist import make_datalist, select_fold, write_datalist
 from .discovery import find_reader, read_dataset
+from .volumes import validate_volume_pairs
 
 __all__ = [
     "SYNAPSE_ORGANS",

@@ -24,9 +24,9 @@ from monai.transforms import LoadImage, MapTransform, Randomizable
 from monai.transforms.traits import MultiSampleTrait
 
 from ..data.ct_labels import btcv_to_synapse8
-from ..data.ct_readers import TransUNetH5Reader, TransUNetNpzReader
 from ..data.synapse import is_transunet_file
 from ..io.dicom import is_dicom_folder
+from ..io.transunet import TransUNetH5Reader, TransUNetNpzReader
 
 __all__ = ["HU_WINDOW", "LoadSynapsed", "RandAxialSlicesd", "load_synapse"]
 

@@ -17,8 +17,6 @@ from attnseg_monai.data import (
     TRANSUNET_TRAIN_CASES,
     BTCVToSynapse8d,
     DatasetError,
-    TransUNetH5Reader,
-    TransUNetNpzReader,
     find_reader,
     make_pancreas_sample,
     make_synapse_sample,
@@ -28,6 +26,7 @@ from attnseg_monai.data import (
     verify_sample,
 )
 from attnseg_monai.data import ct_samples as ct_samples_module
+from attnseg_monai.io.transunet import TransUNetH5Reader, TransUNetNpzReader
 
 SMALL = {"shape": (64, 64, 16)}
 

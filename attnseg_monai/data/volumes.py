@@ -37,7 +37,7 @@ class VolumeHeader:
     """What a volume file's header says.
 
     ``shape`` is in the axis order MONAI's loaders give (NIfTI/ITK: ``(I, J, K[, C])``; TransUNet arrays reversed,
-    as :class:`~attnseg_monai.data.ct_readers.TransUNetNpzReader` loads them); ``affine`` is the voxel-to-world
+    as :class:`~attnseg_monai.data.ct_layouts.TransUNetNpzReader` loads them); ``affine`` is the voxel-to-world
     matrix (RAS, mm), ``None`` for formats without geometry (whose ``spacing`` is then 1 mm).
     """
 

@@ -16,13 +16,12 @@ from attnseg_monai.data import (
     BTCVReader,
     DatasetError,
     MSDReader,
-    TransUNetH5Reader,
-    TransUNetNpzReader,
     TransUNetSynapseReader,
     find_reader,
     read_dataset,
     volume_case_key,
 )
+from attnseg_monai.io.transunet import TransUNetH5Reader, TransUNetNpzReader
 
 _AFFINE = np.diag([-0.7, -0.7, 2.5, 1.0])
 
