@@ -5,6 +5,8 @@
     attnseg list
     attnseg info hannet
     attnseg infer hannet tiles/ predictions/ --save_overlays
+    attnseg infer hannet tiles/ predictions/ --tta --save_uncertainty
+    attnseg rank predictions/
     attnseg evaluate predictions/ labels/ --bundle hannet
     attnseg export hannet /tmp/hannet_bundle [--zip] [--checkpoint models/model.pt]
 
@@ -204,9 +206,19 @@ class AttnsegCLI:
         settings = {**dict(zip(names, values)), **settings}
         json = bool(settings.pop("json", False))
         model, run, slides = split_settings(settings, ModelSettings, RunSettings, SlideSettings)
-        predictor = BundlePredictor(device=model.device, precision=model.precision)
+        predictor = BundlePredictor(
+            device=model.device,
+            precision=model.precision,
+            tta=model.tta,
+            tta_axes=model.tta_axes,
+            tta_rotate=model.tta_rotate,
+        )
         predictor.from_bundle(
-            bundle, checkpoint=model.checkpoint, trust_bundle=model.trust_bundle, overrides=_overrides(model.overrides)
+            bundle,
+            checkpoint=model.checkpoint,
+            trust_bundle=model.trust_bundle,
+            overrides=_overrides(model.overrides),
+            folds=model.folds,
         )
         summary = predictor.predict_files(input, output, **{**as_dict(run), **as_dict(slides)})
         if json:
@@ -232,6 +244,24 @@ class AttnsegCLI:
                 lines += [f"    {f['input']}: {f['error']}" for f in summary.failed]
             _out("\n".join(lines))
         self._exit_code = 0 if summary.ok else 1
+
+    def rank(self, output: str, by: str = "entropy", json: bool = False) -> None:
+        """List the cases of an attnseg infer output folder from most to least uncertain (review/annotate first).
+
+        Args:
+            output: an output folder of attnseg infer run with --save_uncertainty.
+            by: entropy (mean normalised entropy) or mutual_information (needs --tta or an ensemble).
+            json: print JSON.
+        """
+        from .inference.rank import rank_cases
+
+        rows = rank_cases(output, by=by)
+        if json:
+            _out(_json.dumps(rows, indent=2))
+            return
+        _out(f"{'RANK':>4}  {by.upper():>18}  CASE  (INPUT)")
+        for r in rows:
+            _out(f"{r['rank']:>4}  {r['score']:>18.4f}  {r['case']}  ({r['input']})")
 
     def evaluate(
         self,

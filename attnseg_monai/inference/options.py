@@ -26,6 +26,7 @@ __all__ = [
     "RunSettings",
     "SlideSettings",
     "cli_help",
+    "int_list",
     "resolve_device",
     "cli_parameters",
     "split_settings",
@@ -65,9 +66,19 @@ class ModelSettings:
         "float32), bf16 or fp16.",
     )
     overrides: Any = _setting(None, "JSON object of bundle config overrides, e.g. '{\"roi_size\": [64, 64]}'.")
+    folds: Any = _setting(
+        None, "ensemble of fold models: all (every models/fold_<k>/model.pt) or fold numbers, e.g. 0,1,2."
+    )
+    tta: bool = _setting(False, "test-time augmentation: average over mirrorings (2D: 4, 3D: 8).")
+    tta_axes: Any = _setting(None, "spatial axes mirrored by --tta, e.g. 0,1 (default: all).")
+    tta_rotate: bool = _setting(False, "with --tta, also the 90-degree rotations of 2D images (x4).")
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)
+        if self.tta_axes is not None and not self.tta:
+            raise ValueError("tta_axes needs tta=True (--tta).")
+        if self.tta_rotate and not self.tta:
+            raise ValueError("tta_rotate needs tta=True (--tta).")
         text = str(self.device).lower()
         if not (text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}.")
@@ -81,6 +92,10 @@ class RunSettings:
     save_probabilities: bool = _setting(False, "also write class probabilities (2D: float32 TIFF; 3D: 4D NIfTI).")
     save_overlays: bool = _setting(False, "also write PNGs with the label contours over the image.")
     save_attention: bool = _setting(False, "also write the network's attention maps, one file each.")
+    save_uncertainty: bool = _setting(
+        False,
+        "also write per-voxel entropy (and mutual information with --tta or an ensemble); scores in the manifest.",
+    )
     output_ext: str | None = _setting(None, "ending of the label files (default: the bundle's, e.g. .png, .nii.gz).")
     num_workers: int = _setting(2, "reader processes loading ahead of the network (0: in this process).")
     progress: bool = _setting(True, "show progress bars over cases, windows and slide tiles (--noprogress hides).")
@@ -149,6 +164,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 _GROUPS = (ModelSettings, RunSettings, SlideSettings)
+
+
+def int_list(value: Any, name: str) -> list[int] | None:
+    """``"0,1"``, ``[0, 1]``, ``(0, 1)`` or ``0`` as a list of ints (``None`` stays ``None``).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return [int(str(v).strip()) for v in items if str(v).strip() != ""]
+    except ValueError as exc:
+        raise ValueError(f"{name} must be integers such as 0,1, got {value!r}.") from exc
 
 
 def split_settings(values: Mapping[str, Any], *groups: type) -> list[Any]:

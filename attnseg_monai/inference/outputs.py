@@ -9,6 +9,7 @@ sanitize_name`) and, when two inputs would get the same name, a hash of the path
 |---|---|
 | labels (one per ``SaveImaged`` of the bundle) | ``<case>_<postfix><ext>`` (``--output_ext`` replaces the ending) |
 | probabilities | ``<case>_probabilities.tif`` (2D) / ``.nii.gz`` (3D) |
+| uncertainty | ``<case>_entropy``, ``<case>_mutual_information``: ``.tif`` (2D) / ``.nii.gz`` (3D) |
 | attention maps | ``<case>_attention_<name>.png`` (2D) / ``.nii.gz`` (3D) |
 | overlay | ``<case>_overlay.png`` |
 | whole-slide labels, preview | ``<case>_<postfix>.tif``, ``<case>_preview.png`` |
@@ -134,6 +135,8 @@ class OutputPlan:
             return ".tif" if self.dims == 2 else ".nii.gz"
         if name.startswith("attention_"):
             return ".png" if self.dims == 2 else ".nii.gz"
+        if name in ("entropy", "mutual_information"):
+            return ".tif" if self.dims == 2 else ".nii.gz"
         return ".png"
 
     def label_files(self, case_id: str, kind: str = "image") -> dict[str, Path]:
@@ -143,7 +146,8 @@ class OutputPlan:
     def expected(self, case_id: str, kind: str) -> dict[str, Path]:
         """Every output a finished case has (attention maps: as many as the network gives, so not listed)."""
         files = self.label_files(case_id, kind)
-        names = ["preview"] if kind == "wsi" else [n for n in ("probabilities", "overlay") if n in self.extras]
+        extras = ("probabilities", "overlay", "entropy", "mutual_information")
+        names = ["preview"] if kind == "wsi" else [n for n in extras if n in self.extras]
         for name in names:
             files[name] = self.path(case_id, name, self.extra_ending(name))
         return files

@@ -35,68 +35,28 @@ import os
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..inferers import tta_transforms
 from .bundle_loader import BundleParts, load_bundle
-from .errors import InputError, OutputConflictError, describe_error
+from .errors import InputError
 from .inputs import CaseInput, collect_inputs
 from .loading import BUNDLE_LOADER_SUFFIXES, iterate_cases
 from .manifest import Manifest
-from .options import ModelSettings, RunSettings, SlideSettings, resolve_device, split_settings
+from .members import load_members, member_checkpoints
+from .options import ModelSettings, RunSettings, SlideSettings, int_list, resolve_device, split_settings
 from .outputs import OutputPlan, subject_of
 from .segment import CaseSegmenter
 from .sharding import barrier, maybe_init_process_group, resolve_rank, shard
 from .slides import is_whole_slide
+from .summary import PredictionSummary, failure_reason
 
 __all__ = ["BundlePredictor", "PredictionSummary"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PredictionSummary:
-    """What :meth:`BundlePredictor.predict_files` did in this process.
-
-    ``written``: case ids segmented now; ``skipped``: finished earlier, outputs verified; ``failed``: dicts with
-    ``case``, ``input`` and ``error``; ``ignored``: files of the input folder that are not images (``path``,
-    ``reason``); ``stale``: skipped cases made with another checkpoint or bundle version (rerun with ``overwrite``);
-    ``manifest_counts``: records by status in the merged manifest (all processes, once merged).
-    """
-
-    output_dir: str
-    manifest: str
-    rank: int = 0
-    world_size: int = 1
-    total: int = 0
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    ignored: list[dict[str, str]] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    manifest_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """No case of this process failed."""
-        return not self.failed
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["ok"] = self.ok
-        return out
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, InputError):
-        return str(exc.reason)
-    if isinstance(exc, OutputConflictError):
-        return str(exc)
-    return describe_error(exc, limit=500)
 
 
 class BundlePredictor:
@@ -122,39 +82,56 @@ class BundlePredictor:
         >>> p.predict_files("ct/*.nii.gz", "out_ct/", save_probabilities=True)
     """
 
-    def __init__(self, device: str = "auto", precision: str = "auto") -> None:
-        settings = ModelSettings(device=str(device), precision=precision)
+    def __init__(
+        self,
+        device: str = "auto",
+        precision: str = "auto",
+        tta: bool = False,
+        tta_axes: Any = None,
+        tta_rotate: bool = False,
+    ) -> None:
+        settings = ModelSettings(
+            device=str(device), precision=precision, tta=tta, tta_axes=tta_axes, tta_rotate=tta_rotate
+        )
         self.device = resolve_device(settings.device)
         self.precision = settings.precision
+        self.tta, self.tta_axes, self.tta_rotate = settings.tta, int_list(settings.tta_axes, "tta_axes"), tta_rotate
         self._parts: BundleParts | None = None
+        self.members: list[torch.nn.Module] = []
 
     # ------------------------------------------------------------------ set-up
     def from_bundle(
         self,
         bundle: str | os.PathLike,
-        checkpoint: str | os.PathLike | None = None,
+        checkpoint: Any = None,
         trust_bundle: bool = False,
         overrides: Mapping[str, Any] | None = None,
+        folds: Any = None,
     ) -> BundlePredictor:
         """Load a bundle's network (with weights), preprocessing, inferer and postprocessing; returns ``self``.
 
         Args:
             bundle: a bundle name of this collection (``"hannet"``) or a bundle folder.
-            checkpoint: weights file (default ``<bundle>/models/model.pt``), loaded with ``weights_only=True``.
+            checkpoint: weights file (default ``<bundle>/models/model.pt``), loaded with ``weights_only=True``;
+                several files (a list or ``"a.pt,b.pt"``) make an ensemble (:mod:`~.members`).
+            folds: an ensemble of the bundle's fold models: ``"all"`` or fold numbers (``"0,1,2"``).
             trust_bundle: required for a bundle folder from outside this collection (its configs run code).
             overrides: config overrides by id (``{"roi_size": [64, 64], "inferer#sw_batch_size": 8}``).
 
         Raises:
             BundleError, UntrustedBundleError, CheckpointError: see :func:`load_bundle`.
         """
-        self._parts = load_bundle(
-            bundle,
-            checkpoint=checkpoint,
-            trust_bundle=trust_bundle,
-            device=self.device,
-            overrides=overrides,
-            precision=self.precision,
-        )
+        options = {"trust_bundle": trust_bundle, "device": self.device, "overrides": overrides}
+        checkpoints = member_checkpoints(bundle, checkpoint, folds)
+        if checkpoints is None or len(checkpoints) == 1:
+            one = checkpoints[0] if checkpoints else None
+            self._parts = load_bundle(bundle, checkpoint=one, precision=self.precision, **options)
+            self.members = [self._parts.network]
+        else:
+            self._parts, self.members, digest = load_members(bundle, checkpoints, precision=self.precision, **options)
+            self._parts.checkpoint_sha256 = digest
+        if self.tta:  # an axis or rotation that does not fit the network fails here, before any output
+            tta_transforms(self._parts.spatial_dims, self.tta_axes, self.tta_rotate)
         return self
 
     @property
@@ -198,6 +175,10 @@ class BundlePredictor:
             pass
         return record
 
+    def _segmenter(self, run: RunSettings) -> CaseSegmenter:
+        augmentations = tta_transforms(self.parts.spatial_dims, self.tta_axes, self.tta_rotate) if self.tta else None
+        return CaseSegmenter(self.parts, self.device, run, self.members, augmentations)
+
     def _settings(self, run: RunSettings) -> dict[str, Any]:
         return {
             "save_probabilities": run.save_probabilities,
@@ -205,6 +186,11 @@ class BundlePredictor:
             "save_attention": run.save_attention,
             "precision": self.policy.name,
             "output_ext": run.output_ext,
+            "save_uncertainty": run.save_uncertainty,
+            "members": len(self.members),
+            "tta": [a.name for a in tta_transforms(self.parts.spatial_dims, self.tta_axes, self.tta_rotate)]
+            if self.tta
+            else None,
         }
 
     # ------------------------------------------------------------------ in-memory
@@ -226,7 +212,7 @@ class BundlePredictor:
             InputError: when the channels or dimensions do not fit the bundle.
         """
         (run,) = split_settings({"progress": False, **settings}, RunSettings)
-        return CaseSegmenter(self.parts, self.device, run).predict_array(image, meta)
+        return self._segmenter(run).predict_array(image, meta)
 
     # ------------------------------------------------------------------ files
     def _kind(self, case: CaseInput, slides: SlideSettings) -> str:
@@ -294,7 +280,17 @@ class BundlePredictor:
         manifest = Manifest(out_dir, rank=rank, world_size=world, info=info)
         manifest.load()
         cleanup_temporary(out_dir, rank=None if world == 1 else rank)
-        extras = [n for n, on in (("probabilities", run.save_probabilities), ("overlay", run.save_overlays)) if on]
+        several = len(self.members) > 1 or self.tta
+        extras = [
+            n
+            for n, on in (
+                ("probabilities", run.save_probabilities),
+                ("overlay", run.save_overlays),
+                ("entropy", run.save_uncertainty),
+                ("mutual_information", run.save_uncertainty and several),
+            )
+            if on
+        ]
         plan = OutputPlan(
             out_dir,
             outputs,
@@ -304,7 +300,7 @@ class BundlePredictor:
             rank=rank,
             extras=extras,
         )
-        segmenter = CaseSegmenter(parts, self.device, run)
+        segmenter = self._segmenter(run)
         summary = PredictionSummary(
             output_dir=str(out_dir),
             manifest=str(manifest.path),
@@ -351,6 +347,8 @@ class BundlePredictor:
                         plan.check_conflicts(plan.expected(case.case_id, kind).values())
                         item = segmenter.infer(loaded["data"])
                         produced = segmenter.write(case.case_id, item, loaded["source"], plan)
+                        if run.save_uncertainty:
+                            record["uncertainty"] = segmenter.uncertainty_scores(item)
                         try:
                             plan.commit(case.case_id, record, produced)
                         finally:
@@ -358,7 +356,7 @@ class BundlePredictor:
                                 tmp.unlink(missing_ok=True)
                     summary.written.append(case.case_id)
                 except Exception as exc:  # noqa: BLE001 - the batch goes on
-                    reason = _reason(exc)
+                    reason = failure_reason(exc)
                     logger.warning("failed: %s: %s", case.path, reason)
                     logger.debug("%s", traceback.format_exc())
                     previous = (manifest.get(case.case_id) or {}).get("outputs") or {}

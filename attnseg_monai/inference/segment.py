@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import EnsureChannelFirst, Invertd
 
-from ..io.writers import write_attention, write_overlay, write_probabilities
+from ..inferers.ensemble import Augmentation, ProbabilityEnsemble, entropy
+from ..io.writers import write_attention, write_map, write_overlay, write_probabilities
+from ..precision import prepare_for_inference
 from .bundle_loader import BundleParts
 from .errors import InputError, describe_error
 from .inputs import CaseInput
@@ -35,10 +37,12 @@ from .outputs import OutputPlan, OutputSpec
 from .slides import open_slide
 from .wsi import predict_slide
 
-__all__ = ["CaseSegmenter", "label_array"]
+__all__ = ["UNCERTAINTY_MAPS", "CaseSegmenter", "label_array"]
 
 logger = logging.getLogger(__name__)
 
+#: uncertainty maps a run writes with ``save_uncertainty`` (mutual information needs several samples)
+UNCERTAINTY_MAPS = ("entropy", "mutual_information")
 #: windows from which a case shows its own progress bar
 WINDOW_BAR_FROM = 32
 
@@ -68,16 +72,34 @@ class CaseSegmenter:
         run: the run's settings.
     """
 
-    def __init__(self, parts: BundleParts, device: torch.device, run: RunSettings) -> None:
+    def __init__(
+        self,
+        parts: BundleParts,
+        device: torch.device,
+        run: RunSettings,
+        members: Sequence[torch.nn.Module] | None = None,
+        augmentations: Sequence[Augmentation] | None = None,
+    ) -> None:
         self.parts = parts
         self.device = device
         self.run = run
         self.dims = parts.input_dims or parts.spatial_dims
+        self.members = list(members or [parts.network])
+        self.augmentations = list(augmentations or [])
+        self.samples = len(self.members) * max(1, len(self.augmentations))
+        self.mutual = run.save_uncertainty and self.samples > 1  # the samples' mean entropy rides as channel C
+        self._ensemble: ProbabilityEnsemble | None = None
         inferer = parts.inferer
-        self.switched = run.save_probabilities and getattr(inferer, "output", None) == "labels"
-        if self.switched:
+        self.kind = getattr(inferer, "output", None)  # attnseg's slab inferers return labels/probabilities/logits
+        self.want_probs = run.save_probabilities or run.save_uncertainty
+        self.override = None
+        if self.mutual and self.kind in ("labels", "probabilities"):
+            self.override = "logits"  # stitched linearly, split into the prediction and the mean entropy
+        elif self.want_probs and self.kind == "labels":
+            self.override = "probabilities"
+        if self.override is not None:
             inferer = copy.copy(inferer)
-            inferer.output = "probabilities"
+            inferer.output = self.override
         self.quiet = inferer
         self.loud = inferer
         if run.progress and hasattr(inferer, "progress"):
@@ -97,9 +119,44 @@ class CaseSegmenter:
         return windows
 
     def _network_for(self, x: torch.Tensor) -> Any:
-        """The callable the bundle's inferer runs (its prepared fast copy when it has a fast path)."""
-        fast = getattr(self.parts.inferer, "fast_network", None)
-        return fast(x, self.parts.network) if fast is not None else self.parts.network
+        """The callable the bundle's inferer runs: the network (which the inferer puts on its fast path), or the
+        ensemble of the members' prepared copies and the test-time augmentations."""
+        if self.samples == 1 and not self.mutual:
+            fast = getattr(self.parts.inferer, "fast_network", None)
+            return fast(x, self.parts.network) if fast is not None else self.parts.network
+        if self._ensemble is None:
+            policy = self.parts.inferer.policy_for(x.device)
+            members = [m if policy.is_reference else prepare_for_inference(m, policy) for m in self.members]
+            self._ensemble = ProbabilityEnsemble(members, self.augmentations or None, expected_entropy=self.mutual)
+        return self._ensemble
+
+    def _pred_and_probs(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(what the bundle's inferer returns, probabilities or None, the samples' mean entropy or None)``."""
+        mean_entropy = None
+        if self.mutual:
+            raw, mean_entropy = raw[:, :-1], raw[:, -1:].float()
+        classes = raw.shape[1]
+        label_dtype = torch.uint8 if classes <= 256 else torch.int16
+        if self.override == "logits":
+            probs = torch.sigmoid(raw.float()) if classes == 1 else torch.softmax(raw.float(), 1)
+            if self.kind == "labels":
+                pred = (probs > 0.5).to(label_dtype) if classes == 1 else probs.argmax(1, keepdim=True).to(label_dtype)
+            else:
+                pred = probs.half()
+            return pred, probs, mean_entropy
+        if self.override == "probabilities":
+            probs = raw.float()
+            pred = (probs > 0.5).to(label_dtype) if classes == 1 else probs.argmax(1, keepdim=True).to(label_dtype)
+            return pred, probs, mean_entropy
+        probs = None
+        if self.want_probs:
+            if self.kind in ("labels", "probabilities"):
+                probs = raw.float()
+            elif self.parts.activation == "softmax":
+                probs = torch.softmax(raw.float(), 1)
+            else:
+                probs = torch.sigmoid(raw.float())
+        return raw, probs, mean_entropy
 
     def _attention(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         maps = self._network_for(x).attention_maps(x)
@@ -146,22 +203,10 @@ class CaseSegmenter:
         batch = list_data_collate([data])
         x = batch[key].to(self.device)
         inferer = self.loud if self._windows(x) >= WINDOW_BAR_FROM else self.quiet
-        want_probs = extras and self.run.save_probabilities
-        if not want_probs and self.switched:
-            inferer = self.parts.inferer
         with torch.inference_mode():
-            pred = inferer(x, parts.network)
-            probs = None
-            if want_probs:
-                if getattr(inferer, "output", None) in ("labels", "probabilities"):
-                    probs = pred.float()
-                elif parts.activation == "softmax":
-                    probs = torch.softmax(pred.float(), 1)
-                else:
-                    probs = torch.sigmoid(pred.float())
-                if self.switched:
-                    dtype = torch.uint8 if pred.shape[1] <= 256 else torch.int16
-                    pred = torch.argmax(pred, dim=1, keepdim=True).to(dtype)
+            pred, probs, mean_entropy = self._pred_and_probs(inferer(x, self._network_for(x)))
+            if not extras:
+                probs = mean_entropy = None
             attention: dict[str, torch.Tensor] = {}
             if extras and self.run.save_attention:
                 if not hasattr(parts.network, "attention_maps"):
@@ -172,8 +217,12 @@ class CaseSegmenter:
                     except Exception as exc:  # noqa: BLE001 - attention maps are optional extras
                         logger.warning("attention maps not written: %s", describe_error(exc))
         outputs = {key: batch[key], "pred": pred}
-        if probs is not None:
+        if probs is not None and self.run.save_probabilities:
             outputs["_probabilities"] = probs
+        if probs is not None and self.run.save_uncertainty:
+            outputs["_entropy"] = entropy(probs)
+            if mean_entropy is not None:  # mutual information: what the samples disagree on
+                outputs["_mutual_information"] = (outputs["_entropy"] - mean_entropy).clamp_min(0)
         for name, m in attention.items():
             outputs[f"_attention_{name}"] = m
         item = dict(decollate_batch(batch)[0])
@@ -251,6 +300,9 @@ class CaseSegmenter:
                     probs = probs.reshape(probs.shape[0], *shape)
                 final = plan.path(case_id, "probabilities", plan.extra_ending("probabilities"))
                 write_probabilities(new("probabilities", final), probs, meta)
+            for name in UNCERTAINTY_MAPS:
+                if f"_{name}" in item:
+                    write_map(new(name, plan.path(case_id, name, plan.extra_ending(name))), item[f"_{name}"], meta)
             for key, value in item.items():
                 if isinstance(key, str) and key.startswith("_attention_"):
                     name = f"attention_{key[len('_attention_') :]}"
@@ -266,6 +318,11 @@ class CaseSegmenter:
                 tmp.unlink(missing_ok=True)
             raise
         return produced
+
+    @staticmethod
+    def uncertainty_scores(item: Mapping[str, Any]) -> dict[str, float]:
+        """Per-case scores for the manifest and ``attnseg rank``: the mean of each uncertainty map (input grid)."""
+        return {name: float(item[f"_{name}"].float().mean()) for name in UNCERTAINTY_MAPS if f"_{name}" in item}
 
     # ------------------------------------------------------------------ slides
     def predict_slide(self, case: CaseInput, plan: OutputPlan, slides: SlideSettings, record: dict) -> None:

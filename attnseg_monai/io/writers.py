@@ -10,6 +10,7 @@ One writer per output kind and ending:
 | labels | ``.mha`` / ``.nrrd`` | MONAI's ``ITKWriter`` (origin, spacing, direction) |
 | probabilities (2D) | ``.tif`` | :func:`write_probabilities` (float32, channels first) |
 | attention (2D) | ``.png`` | :func:`write_attention` (8-bit) |
+| entropy, mutual information | ``.tif`` (2D) / ``.nii.gz`` (3D) | :func:`write_map` (float32) |
 | overlay, slide preview | ``.png`` | :func:`write_overlay` (RGB contours over the image) |
 | whole-slide labels | ``.tif`` | :class:`TiledTiffStream` (tiled, zlib, streamed row by row) |
 
@@ -51,6 +52,7 @@ __all__ = [
     "make_overlay",
     "output_ending",
     "write_attention",
+    "write_map",
     "write_overlay",
     "write_probabilities",
 ]
@@ -236,6 +238,27 @@ def _write_nifti(path: Path, array: np.ndarray, meta: Mapping[str, Any], channel
     writer.set_data_array(torch.as_tensor(array), channel_dim=channel_dim)
     writer.set_metadata(dict(meta), resample=False)
     writer.write(str(path))
+
+
+def write_map(path: str | os.PathLike, values: Any, meta: Mapping[str, Any]) -> Path:
+    """A per-pixel/voxel float map (``(*spatial)`` or ``(1, *spatial)``: entropy, mutual information) in the input's
+    geometry: float32 TIFF for 2D, float32 NIfTI (:class:`SourceGeometryNibabelWriter`) for 3D.
+
+    Raises:
+        ValueError: for an ending that does not fit the data.
+    """
+    p = Path(path)
+    arr = _spatial(_numpy(values)).astype(np.float32, copy=False)
+    ext = output_ending(p.name)
+    if arr.ndim == 2 and ext in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(p, np.ascontiguousarray(arr.T), compression="zlib", photometric="minisblack")
+    elif arr.ndim == 3 and ext in (".nii", ".nii.gz"):
+        _write_nifti(p, arr, meta, channel_dim=None)
+    else:
+        raise ValueError(f"a map of shape {arr.shape} cannot be written as {ext!r} (2D: .tif, 3D: .nii.gz).")
+    return p
 
 
 def _spatial(array: np.ndarray) -> np.ndarray:
