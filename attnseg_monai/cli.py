@@ -5,7 +5,8 @@
     attnseg list
     attnseg info hannet
     attnseg infer hannet tiles/ predictions/ --save_overlays
-    attnseg infer hannet tiles/ predictions/ --tta --save_uncertainty
+    attnseg train-folds hannet --folds 5
+    attnseg infer hannet tiles/ predictions/ --folds all --tta --save_uncertainty
     attnseg rank predictions/
     attnseg evaluate predictions/ labels/ --bundle hannet
     attnseg export hannet /tmp/hannet_bundle [--zip] [--checkpoint models/model.pt]
@@ -244,6 +245,47 @@ class AttnsegCLI:
                 lines += [f"    {f['input']}: {f['error']}" for f in summary.failed]
             _out("\n".join(lines))
         self._exit_code = 0 if summary.ok else 1
+
+    def train_folds(
+        self,
+        bundle: str,
+        folds: int = 5,
+        dataset_dir: str | None = None,
+        overrides: Any = None,
+        parallel: int = 1,
+        trust_bundle: bool = False,
+        progress: bool = True,
+        json: bool = False,
+    ) -> None:
+        """Train the cross-validation folds of a bundle into models/fold_<k>/ (resumable fold by fold).
+
+        Args:
+            bundle: bundle name of this collection or bundle folder.
+            folds: number of folds to train (0 .. folds-1; the bundles deal their training data into 5).
+            dataset_dir: the data set (default: the bundle's embedded data).
+            overrides: JSON object of training config overrides, e.g. '{"quick_epochs": 20}'.
+            parallel: folds trained at once (one per GPU when GPUs exist).
+            trust_bundle: allow a bundle folder from outside this collection (its configs run code).
+            progress: show a progress bar over the folds.
+            json: print the fold runs as JSON.
+        """
+        from .inference.folds import train_folds
+
+        runs = train_folds(
+            bundle,
+            folds,
+            dataset_dir=dataset_dir,
+            overrides=_overrides(overrides),
+            parallel=parallel,
+            trust_bundle=trust_bundle,
+            progress=progress,
+        )
+        if json:
+            _out(_json.dumps([r.as_dict() for r in runs], indent=2))
+        else:
+            for r in runs:
+                _out(f"fold {r.fold}: {r.status:8s} {r.seconds:7.1f} s  {r.folder}  (log {r.log})")
+        self._exit_code = 1 if any(r.status == "failed" for r in runs) else 0
 
     def rank(self, output: str, by: str = "entropy", json: bool = False) -> None:
         """List the cases of an attnseg infer output folder from most to least uncertain (review/annotate first).
