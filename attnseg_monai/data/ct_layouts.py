@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..io.suffixes import VOLUME_EXTENSIONS
+from ..io.suffixes import VOLUME_EXTENSIONS, strip_volume_extension
 from .base import DatasetReader, register_reader
 from .errors import DatasetError
 from .pairing import LABEL_SUFFIXES, PairingResult, pairing_key
@@ -48,7 +48,6 @@ __all__ = [
     "TransUNetSynapseReader",
     "is_volume_file",
     "pair_volumes",
-    "strip_volume_extension",
     "volume_case_key",
 ]
 
@@ -57,15 +56,6 @@ logger = logging.getLogger(__name__)
 _KEY_PREFIX = re.compile(r"^(?:images|image|img|labels|label|seg|mask)(?=[0-9_\-. ])[_\-. ]?")
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 _BTCV_IMAGE = re.compile(r"^img\d+", re.IGNORECASE)
-
-
-def strip_volume_extension(name: str) -> str:
-    """``name`` without its volume file ending (``img0001.nii.gz`` -> ``img0001``); unchanged if it has none."""
-    lower = name.lower()
-    for ending in VOLUME_EXTENSIONS:
-        if lower.endswith(ending):
-            return name[: -len(ending)]
-    return name
 
 
 def is_volume_file(path: Path) -> bool:

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from ..io.atomic import atomic_write_bytes, sha256_bytes
 from ..io.images import encode_png, read_header
+from ..io.suffixes import MONUSEG_IMAGE_EXTENSIONS
 from .base import DatasetReader, register_reader
 from .cache import resolve_cache_dir
 from .errors import DatasetError
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 _IMAGE_DIR_NAMES = ("tissue images", "tissue_images", "tissueimages", "images", "image")
 _XML_DIR_NAMES = ("annotations", "annotation", "xml", "xmls")
-_IMAGE_ENDINGS = (".tif", ".tiff", ".png")
 #: bump when the rasterisation changes, so cached masks are rebuilt
 _RASTER_VERSION = "1"
 
@@ -144,7 +144,7 @@ class MoNuSegReader(DatasetReader):
         if xml_dir is not None and image_dir is not None and _files(xml_dir, (".xml",)):
             return image_dir, xml_dir
         xmls = {p.stem.lower() for p in _files(root, (".xml",))}
-        if xmls & {p.stem.lower() for p in _files(root, _IMAGE_ENDINGS)}:
+        if xmls & {p.stem.lower() for p in _files(root, MONUSEG_IMAGE_EXTENSIONS)}:
             return root, root
         return None
 
@@ -161,7 +161,7 @@ class MoNuSegReader(DatasetReader):
                 "or *.tif and *.xml files with the same stems in one folder."
             )
         image_dir, xml_dir = layout
-        pairs = pair_by_stem(_files(image_dir, _IMAGE_ENDINGS), _files(xml_dir, (".xml",)), label_suffixes=())
+        pairs = pair_by_stem(_files(image_dir, MONUSEG_IMAGE_EXTENSIONS), _files(xml_dir, (".xml",)), label_suffixes=())
         pairs = pairs.resolve(self.on_missing, f"MoNuSeg data set {base}")
         cache = resolve_cache_dir(base, self.cache_dir, self.name)
         items: list[dict[str, str]] = []

@@ -20,15 +20,19 @@ import h5py
 import nibabel as nib
 import numpy as np
 
+from ..io.suffixes import (
+    ITK_EXTENSIONS,
+    NIBABEL_EXTENSIONS,
+    NRRD_EXTENSIONS,
+    TRANSUNET_EXTENSIONS,
+    TRANSUNET_SLICE_EXTENSIONS,
+    TRANSUNET_VOLUME_EXTENSIONS,
+    has_ending,
+)
 from .errors import DatasetError, read_checked
 
 __all__ = ["VolumeHeader", "VolumeInfo", "read_volume", "read_volume_header", "validate_volume_pairs"]
 
-_NIFTI = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
-_NRRD = (".nrrd", ".nhdr")
-_ITK = (".mha", ".mhd") + _NRRD
-_NPZ = (".npz",)
-_H5 = (".h5", ".hdf5")
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -65,10 +69,6 @@ class VolumeInfo:
     """voxel size in mm (1.0 where the format keeps none)."""
     label_values: tuple[int, ...] | None
     """sorted label values, when labels were decoded."""
-
-
-def _ending(path: Path, endings: tuple[str, ...]) -> bool:
-    return path.name.lower().endswith(endings)
 
 
 def _default_key(path: Path, key: str | None) -> str:
@@ -127,7 +127,7 @@ def read_volume_header(path: str | Path, key: str | None = None) -> VolumeHeader
     """
     p = Path(path)
     try:
-        if _ending(p, _NIFTI):
+        if has_ending(p, NIBABEL_EXTENSIONS):
             image = nib.load(str(p))
             zooms = tuple(float(z) for z in image.header.get_zooms())
             return VolumeHeader(
@@ -137,9 +137,9 @@ def read_volume_header(path: str | Path, key: str | None = None) -> VolumeHeader
                 str(image.get_data_dtype()),
                 "nifti",
             )
-        if _ending(p, _NRRD) and _nrrd_module() is not None:
+        if has_ending(p, NRRD_EXTENSIONS) and _nrrd_module() is not None:
             return _nrrd_header(_nrrd_module(), p)
-        if _ending(p, _ITK):
+        if has_ending(p, ITK_EXTENSIONS):
             out = _itk_reader(p).GetOutput()
             dims = out.GetImageDimension()
             size = tuple(int(n) for n in out.GetLargestPossibleRegion().GetSize())
@@ -151,14 +151,14 @@ def read_volume_header(path: str | Path, key: str | None = None) -> VolumeHeader
             components = int(out.GetNumberOfComponentsPerPixel())
             shape = size + ((components,) if components > 1 else ())
             return VolumeHeader(shape, spacing, _LPS_TO_RAS @ affine, "itk", "itk")
-        if _ending(p, _NPZ):
+        if has_ending(p, TRANSUNET_SLICE_EXTENSIONS):
             name = _default_key(p, key)
             with np.load(str(p), allow_pickle=False) as archive:
                 if name not in archive.files:
                     raise OSError(f"no array named {name!r} (arrays: {', '.join(archive.files)})")
                 array = archive[name]
             return VolumeHeader(tuple(reversed(array.shape)), (1.0,) * array.ndim, None, str(array.dtype), "npz")
-        if _ending(p, _H5):
+        if has_ending(p, TRANSUNET_VOLUME_EXTENSIONS):
             name = _default_key(p, key)
             with h5py.File(str(p), "r") as handle:
                 if name not in handle or not isinstance(handle[name], h5py.Dataset):
@@ -185,9 +185,9 @@ def read_volume(path: str | Path, key: str | None = None) -> np.ndarray:
     """
     p = Path(path)
     try:
-        if _ending(p, _NIFTI):
+        if has_ending(p, NIBABEL_EXTENSIONS):
             return np.asanyarray(nib.load(str(p)).dataobj)
-        if _ending(p, _NRRD) and _nrrd_module() is not None:
+        if has_ending(p, NRRD_EXTENSIONS) and _nrrd_module() is not None:
             nrrd = _nrrd_module()
             array, header = nrrd.read(str(p), index_order="F")
             directions = header.get("space directions")
@@ -195,20 +195,20 @@ def read_volume(path: str | Path, key: str | None = None) -> np.ndarray:
                 spatial = [i for i, row in enumerate(directions) if row is not None and np.all(np.isfinite(row))]
                 array = np.transpose(array, spatial + [i for i in range(array.ndim) if i not in spatial])
             return array
-        if _ending(p, _ITK):
+        if has_ending(p, ITK_EXTENSIONS):
             import itk
 
             array = itk.GetArrayFromImage(itk.imread(str(p)))
             image_dims = _itk_reader(p).GetOutput().GetImageDimension()
             spatial = tuple(reversed(range(image_dims)))
             return np.transpose(array, spatial + tuple(range(image_dims, array.ndim)))
-        if _ending(p, _NPZ):
+        if has_ending(p, TRANSUNET_SLICE_EXTENSIONS):
             name = _default_key(p, key)
             with np.load(str(p), allow_pickle=False) as archive:
                 if name not in archive.files:
                     raise OSError(f"no array named {name!r}")
                 return np.asarray(archive[name]).T
-        if _ending(p, _H5):
+        if has_ending(p, TRANSUNET_VOLUME_EXTENSIONS):
             name = _default_key(p, key)
             with h5py.File(str(p), "r") as handle:
                 if name not in handle:
@@ -222,7 +222,7 @@ def read_volume(path: str | Path, key: str | None = None) -> np.ndarray:
 
 
 def _array_key(path: str, role: str) -> str | None:
-    return role if Path(path).name.lower().endswith(_NPZ + _H5) else None
+    return role if Path(path).name.lower().endswith(TRANSUNET_EXTENSIONS) else None
 
 
 def _header(path: str, role: str, problems: list[tuple[str, str]]) -> VolumeHeader | None:

@@ -26,7 +26,7 @@ from .errors import InputError, describe_error
 from .inputs import CaseInput
 from .readers import reader_for
 
-__all__ = ["BUNDLE_LOADER_SUFFIXES", "CaseDataset", "check_image", "iterate_cases", "load_case"]
+__all__ = ["CaseDataset", "check_image", "iterate_cases", "load_case"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ def _identity(batch: list[Any]) -> Any:
 
 
 _PREFETCH = 2
-#: file endings taken as inputs, besides the readers' own, when a bundle loads files with its own transform
-BUNDLE_LOADER_SUFFIXES = (".npz", ".h5", ".hdf5", ".npy")
 
 
 def _detach_sigchld(iterator: Any) -> None:

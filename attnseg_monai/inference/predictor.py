@@ -41,10 +41,11 @@ from typing import Any
 import torch
 
 from ..inferers import tta_transforms
+from ..io.suffixes import BUNDLE_LOADER_SUFFIXES
 from .bundle_loader import BundleParts, load_bundle
 from .errors import InputError
 from .inputs import CaseInput, collect_inputs
-from .loading import BUNDLE_LOADER_SUFFIXES, iterate_cases
+from .loading import iterate_cases
 from .manifest import Manifest
 from .members import load_members, member_checkpoints
 from .options import ModelSettings, RunSettings, SlideSettings, int_list, resolve_device, split_settings

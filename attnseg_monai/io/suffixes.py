@@ -4,14 +4,17 @@
 |---|---|
 | :data:`IMAGE_EXTENSIONS` | 2D image files the data layer and the readers take |
 | :data:`VOLUME_EXTENSIONS` | volume files (NIfTI, NRRD, MetaImage), longest first |
+| :data:`NIBABEL_EXTENSIONS`, :data:`NRRD_EXTENSIONS`, :data:`ITK_EXTENSIONS` | volume headers, by reading library |
 | :data:`TRANSUNET_EXTENSIONS` | TransUNet's preprocessed Synapse files (``.npz`` slices, ``.h5`` volumes) |
+| :data:`BUNDLE_LOADER_SUFFIXES` | inputs ``attnseg`` passes to a bundle that loads files with its own transform |
+| :data:`MONUSEG_IMAGE_EXTENSIONS` | MoNuSeg tissue images |
 | :data:`WSI_SUFFIXES` | whole-slide formats (always read as slides) |
 | :data:`EXPECTED_CONTENT`, :data:`ENDING_FOR`, :data:`FORMAT_NAMES` | what an ending promises, checked by content |
 | :data:`CHECKPOINT_SUFFIXES <attnseg_monai.io.checkpoint.CHECKPOINT_SUFFIXES>` | checkpoints (``io/checkpoint.py``) |
 | :data:`LABEL_EXTENSIONS <attnseg_monai.io.writers.LABEL_EXTENSIONS>` | lossless label outputs, with their writers |
 
 :func:`split_image_name` / :func:`image_suffix` know two-part endings (``.nii.gz``, ``.npy.h5``);
-:func:`sniff_format` tells a file's format from its first bytes.
+:func:`strip_volume_extension` drops a volume ending; :func:`sniff_format` tells a file's format from its first bytes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ import zlib
 from pathlib import Path
 
 __all__ = [
+    "BUNDLE_LOADER_SUFFIXES",
     "ENDING_FOR",
     "EXPECTED_CONTENT",
     "FORMAT_NAMES",
     "IMAGE_EXTENSIONS",
+    "ITK_EXTENSIONS",
+    "MONUSEG_IMAGE_EXTENSIONS",
+    "NIBABEL_EXTENSIONS",
+    "NRRD_EXTENSIONS",
     "TRANSUNET_EXTENSIONS",
+    "TRANSUNET_SLICE_EXTENSIONS",
+    "TRANSUNET_VOLUME_EXTENSIONS",
     "VOLUME_EXTENSIONS",
     "WSI_MIN_PIXELS",
     "WSI_SUFFIXES",
@@ -34,14 +44,29 @@ __all__ = [
     "image_suffix",
     "sniff_format",
     "split_image_name",
+    "strip_volume_extension",
 ]
 
 #: File endings (lower case) of the 2D image formats the readers pick up.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: File endings (lower case) of the volume formats the CT readers pick up, longest first.
 VOLUME_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Volume files whose header ``data.volumes`` reads through nibabel (NIfTI-1/2 and Analyze pairs).
+NIBABEL_EXTENSIONS: tuple[str, ...] = (".nii", ".nii.gz", ".hdr", ".img", ".img.gz")
+#: NRRD files (read through pynrrd when installed, else ITK).
+NRRD_EXTENSIONS: tuple[str, ...] = (".nrrd", ".nhdr")
+#: Volume files ``data.volumes`` reads through ITK: MetaImage, and NRRD without pynrrd.
+ITK_EXTENSIONS: tuple[str, ...] = (".mha", ".mhd", *NRRD_EXTENSIONS)
+#: TransUNet's preprocessed Synapse training slices (arrays ``image``/``label`` in one file).
+TRANSUNET_SLICE_EXTENSIONS: tuple[str, ...] = (".npz",)
+#: TransUNet's preprocessed Synapse test volumes (``.npy.h5``/``.h5`` datasets ``image``/``label``).
+TRANSUNET_VOLUME_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf5")
 #: TransUNet's preprocessed Synapse files: ``.npz`` training slices, ``.npy.h5``/``.h5`` test volumes.
-TRANSUNET_EXTENSIONS: tuple[str, ...] = (".npz", ".h5", ".hdf5")
+TRANSUNET_EXTENSIONS: tuple[str, ...] = TRANSUNET_SLICE_EXTENSIONS + TRANSUNET_VOLUME_EXTENSIONS
+#: Inputs taken, besides the readers' own endings, when a bundle loads files with its own transform.
+BUNDLE_LOADER_SUFFIXES: tuple[str, ...] = (*TRANSUNET_EXTENSIONS, ".npy")
+#: MoNuSeg tissue images (the annotations are ``.xml``).
+MONUSEG_IMAGE_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff", ".png")
 
 #: Endings of whole-slide formats (always read as slides); ``.tif``/``.tiff`` are slides when pyramidal or huge.
 WSI_SUFFIXES: tuple[str, ...] = (".svs", ".ndpi", ".scn", ".bif", ".mrxs", ".vms", ".vmu", ".svslide")
@@ -105,6 +130,15 @@ def split_image_name(path: str | os.PathLike) -> tuple[str, str]:
     if suffix and len(name) > len(suffix):
         return name[: -len(suffix)], suffix.lower()
     return name, ""
+
+
+def strip_volume_extension(name: str) -> str:
+    """``name`` without its volume file ending (``img0001.nii.gz`` -> ``img0001``); unchanged if it has none."""
+    lower = name.lower()
+    for ending in VOLUME_EXTENSIONS:
+        if lower.endswith(ending):
+            return name[: -len(ending)]
+    return name
 
 
 def image_suffix(path: str | os.PathLike) -> str:

@@ -19,6 +19,8 @@ from monai.config import PathLike
 from monai.data import ImageReader
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
+from .suffixes import TRANSUNET_SLICE_EXTENSIONS, TRANSUNET_VOLUME_EXTENSIONS
+
 __all__ = ["TransUNetH5Reader", "TransUNetNpzReader"]
 
 
@@ -100,7 +102,7 @@ class TransUNetNpzReader(_TransUNetImageReader):
     For 3D test volumes use :class:`TransUNetH5Reader` the same way.
     """
 
-    _suffixes: ClassVar[tuple[str, ...]] = (".npz",)
+    _suffixes: ClassVar[tuple[str, ...]] = TRANSUNET_SLICE_EXTENSIONS
     _format: ClassVar[str] = "npz"
 
     def _load(self, path: str) -> np.ndarray:
@@ -131,7 +133,7 @@ class TransUNetH5Reader(_TransUNetImageReader):
         >>> LoadImage(reader=TransUNetNpzReader("label"), image_only=True)("case0005_slice000.npz").shape  # 2D
     """
 
-    _suffixes: ClassVar[tuple[str, ...]] = (".h5", ".hdf5")
+    _suffixes: ClassVar[tuple[str, ...]] = TRANSUNET_VOLUME_EXTENSIONS
     _format: ClassVar[str] = "hdf5"
 
     def _load(self, path: str) -> np.ndarray:
