@@ -17,7 +17,7 @@ import torch
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
 from tests.inference.helpers import HANNET_OVERRIDES, QUIET, write_3d_bundle, write_png
-from tests.reliability.fuzzing import FORMATS, KINDS, check_reader, make_case, seed_bytes
+from tests.io.fuzzing import FORMATS, KINDS, check_reader, make_case, seed_bytes
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -2,7 +2,7 @@
 
 Used by the kill tests, in a subprocess or imported::
 
-    python tests/reliability/train_bundle.py BUNDLE_ROOT LOSS_LOG OVERRIDES_JSON [--kill-at-iteration N]
+    python tests/handlers/train_bundle.py BUNDLE_ROOT LOSS_LOG OVERRIDES_JSON [--kill-at-iteration N]
         [--kill-during-save N]
 
 ``--kill-during-save N`` writes half of the N-th checkpoint into its temporary file, then kills the process (a

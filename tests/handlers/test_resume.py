@@ -15,7 +15,7 @@ from attnseg_monai.handlers.checkpoint import (
     resume_checkpoint,
 )
 from attnseg_monai.io.checkpoint import CheckpointReadError, load_checkpoint_file
-from tests.reliability.helpers import Killed, build_trainer
+from tests.handlers.helpers import Killed, build_trainer
 
 
 def _run(trainer) -> None:

@@ -14,7 +14,7 @@ import torch
 from attnseg_monai.bundle import BUNDLES_DIR
 from attnseg_monai.handlers.checkpoint import find_resume_checkpoint
 from attnseg_monai.io.checkpoint import load_checkpoint_file
-from tests.reliability.train_bundle import run_training
+from tests.handlers.train_bundle import run_training
 
 SCRIPT = Path(__file__).with_name("train_bundle.py")
 REPO = Path(__file__).resolve().parents[2]

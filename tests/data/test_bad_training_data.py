@@ -63,7 +63,7 @@ def test_every_bad_file_is_named_in_one_report(tmp_path: Path):
 
 
 def test_bundle_training_stops_before_the_first_epoch(tmp_path: Path):
-    from tests.reliability.train_bundle import run_training
+    from tests.handlers.train_bundle import run_training
 
     _bad_set(tmp_path / "data")
     log = tmp_path / "loss.txt"

@@ -6,7 +6,7 @@ seed overwritten), ``huge_header`` (the header claims 2^31-1 or 65535-sized dime
 ``wrong_extension`` (a valid file of another format under this ending), ``garbage_prefix`` (junk before a valid
 file). Run as a script to print outcome counts per format and kind::
 
-    python -m tests.reliability.fuzzing --examples 40
+    python -m tests.io.fuzzing --examples 40
 """
 
 from __future__ import annotations
