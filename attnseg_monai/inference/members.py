@@ -9,7 +9,6 @@ networks' output channels) and the same recorded preprocessing; otherwise the ru
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..bundle.record import read_record
+from ..io.atomic import sha256_bytes
 from .bundle_loader import BundleParts, load_bundle, resolve_bundle
 from .errors import BundleError, CheckpointError
 from .options import int_list
@@ -129,5 +129,5 @@ def load_members(
         for c in checkpoints
     ]
     _agreement(loaded)
-    digest = hashlib.sha256("".join(p.checkpoint_sha256 or "" for p in loaded).encode()).hexdigest()
+    digest = sha256_bytes("".join(p.checkpoint_sha256 or "" for p in loaded).encode())
     return loaded[0], [p.network for p in loaded], digest

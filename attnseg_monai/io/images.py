@@ -18,7 +18,6 @@ from PIL import Image
 from .suffixes import IMAGE_EXTENSIONS
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "ImageHeader",
     "encode_png",
     "is_image_file",
