@@ -1,5 +1,5 @@
 """Helpers the bundle configs call: locating a bundle, the record that travels with its weights, strict loading,
-preparing its datalist, progress display, the device and handlers of each rank under torchrun."""
+preparing its datalist, the device and handlers of each rank under torchrun."""
 
 from __future__ import annotations
 
