@@ -41,11 +41,11 @@ from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..io.suffixes import split_image_name
 from ..metrics import EVALUATE_METRICS, aji_counts, class_scores, evaluate_case, pq_counts
 from .eval_task import EXTRA_METRICS, EvalTask, task_from_bundle
+from .outputs import EXTRA_OUTPUTS
 from .readers import read_image, supported_suffixes
 
 __all__ = ["EXTRA_METRICS", "EvalTask", "EvaluationResult", "evaluate_folders", "task_from_bundle"]
 
-_NOT_LABELS = ("overlay", "probabilities", "preview")
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _pred_key(stem: str, postfix: str | None) -> str | None:
     if postfix:
         ending = f"_{postfix.lower()}"
         return low[: -len(ending)] if low.endswith(ending) and len(low) > len(ending) else None
-    for other in _NOT_LABELS:
+    for other in EXTRA_OUTPUTS:
         if low.endswith(f"_{other}"):
             return None
     if "_attention_" in low:

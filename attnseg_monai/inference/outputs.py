@@ -35,7 +35,10 @@ from .errors import OutputConflictError
 from .inputs import CaseInput
 from .manifest import Manifest
 
-__all__ = ["OutputPlan", "OutputSpec", "subject_of"]
+__all__ = ["EXTRA_OUTPUTS", "OutputPlan", "OutputSpec", "subject_of"]
+
+#: the outputs besides the labels (their names end ``<case>_<name>``; attention maps are ``attention_<name>``)
+EXTRA_OUTPUTS = ("probabilities", "overlay", "entropy", "mutual_information", "preview")
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,7 @@ class OutputPlan:
     def expected(self, case_id: str, kind: str) -> dict[str, Path]:
         """Every output a finished case has (attention maps: as many as the network gives, so not listed)."""
         files = self.label_files(case_id, kind)
-        extras = ("probabilities", "overlay", "entropy", "mutual_information")
-        names = ["preview"] if kind == "wsi" else [n for n in extras if n in self.extras]
+        names = ["preview"] if kind == "wsi" else [n for n in EXTRA_OUTPUTS if n in self.extras]
         for name in names:
             files[name] = self.path(case_id, name, self.extra_ending(name))
         return files

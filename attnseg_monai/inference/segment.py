@@ -159,7 +159,10 @@ class CaseSegmenter:
         return raw, probs, mean_entropy
 
     def _attention(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self._network_for(x).attention_maps(x)
+        net = self._network_for(x)
+        if isinstance(net, ProbabilityEnsemble):  # an ensemble shows the first member's attention
+            net = net.members[0]
+        maps = net.attention_maps(x)
         out = {}
         mode = "bilinear" if x.ndim == 4 else "trilinear"
         for name, m in maps.items():
