@@ -47,7 +47,6 @@ from .readers import read_image, supported_suffixes
 __all__ = ["EXTRA_METRICS", "EvalTask", "EvaluationResult", "evaluate_folders", "task_from_bundle"]
 
 
-
 @dataclass
 class EvaluationResult:
     """Rows (one per case), the summary, and where they were written."""

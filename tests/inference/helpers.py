@@ -12,6 +12,9 @@ from PIL import Image
 from tests.ct_series import write_ct_slices
 
 #: overrides that make hannet tiny (as tests/bundles/cases/hannet.py) with a 64-pixel window
+#: a checkpoint path that holds nothing: ``load_bundle(name, load_weights=False, checkpoint=UNTRAINED)`` builds the
+#: network the config and the overrides describe, not the one recorded beside a model trained in this checkout
+UNTRAINED = Path(__file__).resolve().parent / "untrained" / "model.pt"
 #: run settings of the tests: no reader processes, no progress bars
 QUIET = {"num_workers": 0, "progress": False}
 HANNET_OVERRIDES = {"network_def#features": [4, 8, 16, 32, 64], "roi_size": [64, 64]}
@@ -58,7 +61,7 @@ def save_tiny_hannet_checkpoint(path: Path) -> Path:
 
     from attnseg_monai.inference import load_bundle
 
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    parts = load_bundle("hannet", load_weights=False, checkpoint=UNTRAINED, overrides=HANNET_OVERRIDES)
     torch.save(calibrated_state_dict(parts.network, parts.in_channels), path)
     return path
 

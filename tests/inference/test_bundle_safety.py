@@ -19,7 +19,7 @@ from attnseg_monai.inference import (
     resolve_bundle,
 )
 
-from .helpers import HANNET_OVERRIDES, write_3d_bundle
+from .helpers import HANNET_OVERRIDES, UNTRAINED, write_3d_bundle
 
 
 def test_collection_bundles_resolve_by_name_and_folder():
@@ -57,7 +57,7 @@ class _Payload:
 
 
 def test_malicious_pickle_checkpoint_is_refused_not_executed(tmp_path):
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    parts = load_bundle("hannet", load_weights=False, checkpoint=UNTRAINED, overrides=HANNET_OVERRIDES)
     marker = tmp_path / "pwned"
     evil = tmp_path / "model.pt"
     torch.save({"model": parts.network.state_dict(), "extra": _Payload(str(marker))}, evil)
@@ -70,12 +70,14 @@ def test_malicious_pickle_checkpoint_is_refused_not_executed(tmp_path):
 
 
 def test_checkpoint_formats_and_mismatches(tmp_path):
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    parts = load_bundle("hannet", load_weights=False, checkpoint=UNTRAINED, overrides=HANNET_OVERRIDES)
     state = parts.network.state_dict()
     # MONAI CheckpointSaver with several objects, and DDP's module. prefix
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "optimizer": {}}, tmp_path / "final.pt")
     assert len(load_checkpoint(tmp_path / "final.pt", parts.network)) == 64
-    wide = load_bundle("hannet", load_weights=False, overrides={"network_def#features": [8, 8, 16, 32, 64]})
+    wide = load_bundle(
+        "hannet", load_weights=False, checkpoint=UNTRAINED, overrides={"network_def#features": [8, 8, 16, 32, 64]}
+    )
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "final.pt", wide.network)
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")

@@ -14,7 +14,7 @@ from attnseg_monai.inference import BundlePredictor, load_bundle
 from attnseg_monai.inference.eval_task import task_from_bundle
 from tests.bundles.cases import BUNDLE_CASES
 
-from .helpers import OBLIQUE_AFFINE, QUIET, calibrated_state_dict, ct_volume
+from .helpers import OBLIQUE_AFFINE, QUIET, UNTRAINED, calibrated_state_dict, ct_volume
 
 BUNDLES = [name for name in list_bundles() if name in BUNDLE_CASES]
 
@@ -24,7 +24,7 @@ def test_bundle_outputs_keep_the_input_geometry(name, tmp_path):
     case = BUNDLE_CASES[name]
     overrides = {**case["net"], **case["infer"]}
     torch.manual_seed(0)
-    parts = load_bundle(name, load_weights=False, overrides=overrides)
+    parts = load_bundle(name, load_weights=False, checkpoint=UNTRAINED, overrides=overrides)
     ckpt = tmp_path / "model.pt"
     torch.save(
         calibrated_state_dict(parts.network, parts.in_channels) if case["inputs"] else parts.network.state_dict(), ckpt
@@ -91,7 +91,7 @@ def test_same_pixels_as_the_bundles_own_inference(name, tmp_path):
     shutil.copytree(BUNDLES_DIR / name, root, ignore=shutil.ignore_patterns("models", "eval", "data"))
     overrides = {**case["net"], **case["infer"], "dataset_dir": str(inputs)}
     torch.manual_seed(0)
-    parts = load_bundle(name, load_weights=False, overrides=overrides)
+    parts = load_bundle(name, load_weights=False, checkpoint=UNTRAINED, overrides=overrides)
     (root / "models").mkdir()
     torch.save(calibrated_state_dict(parts.network, parts.in_channels), root / "models" / "model.pt")
     workflow = ConfigWorkflow(
@@ -133,7 +133,7 @@ def test_bundle_with_its_own_loader_and_a_slice_wise_inferer(tmp_path):
         }
     )
     torch.manual_seed(0)
-    parts = load_bundle("danie", load_weights=False, overrides=overrides)
+    parts = load_bundle("danie", load_weights=False, checkpoint=UNTRAINED, overrides=overrides)
     assert parts.custom_loader is not None and parts.input_dims == 3 and parts.spatial_dims == 2
     torch.save(parts.network.state_dict(), tmp_path / "model.pt")
     (tmp_path / "in").mkdir()

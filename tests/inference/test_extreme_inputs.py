@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
-from tests.inference.helpers import HANNET_OVERRIDES, QUIET, write_3d_bundle
+from tests.inference.helpers import HANNET_OVERRIDES, QUIET, UNTRAINED, write_3d_bundle
 
 
 def test_2d_extremes(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_2d_extremes(tmp_path: Path):
     Image.fromarray(rng.integers(0, 255, (1, 200, 3), dtype=np.uint8)).save(inputs / "one_row.png")
     Image.fromarray(rng.integers(0, 255, (1, 1, 3), dtype=np.uint8)).save(inputs / "one_pixel.png")
     torch.manual_seed(0)
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    parts = load_bundle("hannet", load_weights=False, checkpoint=UNTRAINED, overrides=HANNET_OVERRIDES)
     torch.save(parts.network.state_dict(), tmp_path / "h.pt")
     predictor = BundlePredictor(device="cpu")
     predictor.from_bundle("hannet", checkpoint=tmp_path / "h.pt", overrides=HANNET_OVERRIDES)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
-from tests.inference.helpers import HANNET_OVERRIDES, QUIET, write_3d_bundle, write_png
+from tests.inference.helpers import HANNET_OVERRIDES, QUIET, UNTRAINED, write_3d_bundle, write_png
 from tests.io.fuzzing import FORMATS, KINDS, check_reader, make_case, seed_bytes
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -88,7 +88,7 @@ def _check_batch(summary, bad: dict[str, str], good: list[str], out: Path) -> No
 @pytest.mark.timeout(300)
 def test_2d_batch_fails_each_bad_file_and_writes_only_good_ones(tmp_path: Path):
     torch.manual_seed(0)
-    parts = load_bundle("hannet", load_weights=False, overrides=HANNET_OVERRIDES)
+    parts = load_bundle("hannet", load_weights=False, checkpoint=UNTRAINED, overrides=HANNET_OVERRIDES)
     ckpt = tmp_path / "hannet_tiny.pt"
     torch.save(parts.network.state_dict(), ckpt)
     inputs = tmp_path / "in"
