@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 RECORD_FORMAT = "attnseg-monai.bundle-record/1"
 #: network arguments that say what task a network is for; a record and a config must agree on them
 TASK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
+#: network arguments that hold no weights: a config that gives them overrides the record (MONAI Label's epistemic
+#: scoring sets ``network_def#dropout`` to sample with Monte Carlo dropout)
+RUNTIME_ARGUMENTS = ("dropout", "attn_dropout")
 
 
 class RecordError(ValueError):
@@ -150,8 +153,9 @@ class BundleRecord:
             handle.write(self.to_json())
         return p
 
-    def build_network(self, source: str | os.PathLike = "<record>") -> nn.Module:
-        """The network the record describes, freshly initialised.
+    def build_network(self, source: str | os.PathLike = "<record>", **runtime: Any) -> nn.Module:
+        """The network the record describes, freshly initialised; ``runtime`` replaces arguments that hold no weights
+        (:data:`RUNTIME_ARGUMENTS`; anything else is an error).
 
         Raises:
             RecordError: if the record's ``_target_`` is not a network class of this package's registry (a record is
@@ -159,7 +163,10 @@ class BundleRecord:
         """
         config = dict(self.network)
         target = _network_class(str(config.pop("_target_")), source)
-        return target(**config)
+        unknown = sorted(set(runtime) - set(RUNTIME_ARGUMENTS))
+        if unknown:
+            raise RecordError(f"{source}: only {RUNTIME_ARGUMENTS} may replace recorded arguments, not {unknown}.")
+        return target(**{**config, **runtime})
 
 
 def _locate(target: str, what: str) -> Any:
@@ -372,8 +379,9 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
 
     ``kwargs`` are the config's network arguments: used as they are when the checkpoint has no record, and checked
     against the record otherwise (the network class and ``spatial_dims``/``in_channels``/``out_channels`` must agree;
-    widths and depths follow the record). When a checkpoint exists, its tensors are checked against the built
-    network's before anything runs.
+    widths and depths follow the record; ``dropout``/``attn_dropout``, which hold no weights, follow the config when it
+    gives them, e.g. MONAI Label's epistemic scoring switching on Monte Carlo dropout). When a checkpoint exists, its
+    tensors are checked against the built network's before anything runs.
 
     Example (inference.json)::
 
@@ -405,8 +413,14 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
                 f"{source}: the checkpoint {record.checkpoint.name} was trained for {text}; the config and the "
                 "checkpoint are for different tasks: pass the matching checkpoint or config."
             )
-        net = recorded.build_network(source)
-        logger.info("network built from the record %s (recipe %s)", source, recorded.recipe)
+        runtime = {k: kwargs[k] for k in RUNTIME_ARGUMENTS if k in kwargs and kwargs[k] != recorded.network.get(k)}
+        net = recorded.build_network(source, **runtime)
+        logger.info(
+            "network built from the record %s (recipe %s)%s",
+            source,
+            recorded.recipe,
+            f", with {runtime} from the config" if runtime else "",
+        )
     else:
         net = _locate(network, "network_def")(**kwargs)
     if record is not None and record.exists:

@@ -286,3 +286,34 @@ def test_a_record_never_names_anything_but_a_network_class(tmp_path: Path):
     with pytest.raises(RuntimeError) as info:
         wf.parser.get_parsed_content("network_def")
     assert "not a network class" in _cause_chain(info.value)
+
+
+def test_monailabel_epistemic_dropout_reaches_a_recorded_network(tmp_path: Path):
+    """MONAI Label's epistemic scoring sets ``network_def#dropout``: the recorded network is built with it (dropout
+    holds no weights, so every tensor still loads), and in train mode two passes then differ (Monte Carlo dropout)."""
+    root = copy_bundle("hannet", tmp_path)
+    (root / "models").mkdir()
+    record = BundleRecord(bundle="hannet", network=TINY_HANNET)
+    torch.save(record.build_network().state_dict(), root / "models" / "model.pt")
+    record.write(record_path(root / "models" / "model.pt"))
+    parser = ConfigParser()
+    parser.read_config(configs(root, "inference.json"))
+    parser.update({"bundle_root": str(root)})
+    parser["network_def"]["dropout"] = 0.2  # what monailabel/tasks/infer/bundle.py does for scoring
+    net = parser.get_parsed_content("network_def")
+    rates = {m.p for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)}
+    assert rates == {0.2}, rates
+    assert network_config(net)["features"] == TINY_HANNET["features"]  # the width is still the record's
+    x = torch.rand(1, 3, 64, 64)
+
+    def logits(module: torch.nn.Module) -> torch.Tensor:
+        out = module(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    net.train()
+    with torch.no_grad():
+        assert not torch.equal(logits(net), logits(net))  # two Monte Carlo samples differ
+        plain = record.build_network().train()  # dropout 0: batch statistics alone are deterministic
+        assert torch.equal(logits(plain), logits(plain))
+    with pytest.raises(RecordError, match="only"):
+        record.build_network(features=[8, 8, 16, 32, 64])
