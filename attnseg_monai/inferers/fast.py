@@ -133,8 +133,12 @@ class FastPathMixin:
         """What the inferer should call instead of ``network``: the prepared copy of an ``nn.Module`` (unless the
         policy is the float32 reference), or ``network`` itself when it is a
         :class:`~attnseg_monai.precision.FastNetwork` or a plain callable (which then owns its precision, as
-        ``BundlePredictor``'s forward does)."""
+        ``BundlePredictor``'s forward does). A network in training mode runs as it is: whoever put it there wants
+        its dropout and batch statistics (MONAI Label's epistemic scoring samples with Monte Carlo dropout), which the
+        prepared copy (batch norm folded, eval mode) would remove."""
         policy = self.policy_for(inputs.device)
+        if isinstance(network, nn.Module) and network.training:
+            return network
         if isinstance(network, nn.Module) and not isinstance(network, FastNetwork) and not policy.is_reference:
             return self.prepared_network(network, policy)
         return network

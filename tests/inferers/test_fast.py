@@ -100,6 +100,23 @@ def test_prepared_copy_is_reused_until_the_weights_change():
     assert not torch.equal(first, second)
 
 
+def test_a_network_in_training_mode_runs_as_it_is():
+    """MONAI Label's epistemic scoring runs the bundle's inferer on a network in train mode with dropout: the fast
+    path must not swap in its prepared (eval-mode, batch-norm-folded) copy."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Dropout(0.5), nn.Conv2d(8, 2, 1))
+    inferer = FastSlidingWindowInferer((16, 16), precision="bf16")
+    x = torch.rand(1, 3, 16, 16)
+    net.train()
+    assert inferer.fast_network(x, net) is net
+    with torch.no_grad():
+        assert not torch.equal(inferer(x, net), inferer(x, net))  # Monte Carlo dropout samples differ
+    net.eval()
+    assert isinstance(inferer.fast_network(x, net), FastNetwork)
+    with torch.no_grad():
+        assert torch.equal(inferer(x, net), inferer(x, net))
+
+
 @pytest.mark.parametrize(
     ("size", "max_roi", "overlap", "divisor"),
     [
