@@ -19,7 +19,7 @@ from PIL import Image
 from ..io.images import ImageHeader, read_header, read_pixels
 from .errors import DatasetError, read_checked
 
-__all__ = ["PairInfo", "validate_pairs"]
+__all__ = ["PairInfo", "label_value_problems", "validate_pairs"]
 
 _CHANNEL_HINT = {
     (4, 3): "drop the alpha channel (convert to RGB)",
@@ -57,6 +57,27 @@ def _verify(path: str, role: str, problems: list[tuple[str, str]]) -> bool:
     except Exception as err:  # noqa: BLE001 - PIL raises various types for corrupt data
         problems.append((path, f"{role} file is corrupt ({type(err).__name__}: {err})"))
         return False
+
+
+def label_value_problems(
+    label_path: str, values: tuple[int, ...], allowed: set[int] | None, allow_empty: bool, kind: str = "images"
+) -> list[tuple[str, str]]:
+    """The problems of a label's values (the 2D and the volume checks share them): background only (unless
+    ``allow_empty``), and values outside ``allowed``."""
+    found = []
+    if not allow_empty and not any(values):
+        found.append(
+            (
+                label_path,
+                f"label is empty (background only); pass allow_empty_labels=True if {kind} without foreground are "
+                "intended",
+            )
+        )
+    unexpected = sorted(set(values) - allowed) if allowed is not None else []
+    if unexpected:
+        shown = ", ".join(str(v) for v in unexpected[:10]) + (" ..." if len(unexpected) > 10 else "")
+        found.append((label_path, f"unexpected label values [{shown}] (allowed: {sorted(allowed)})"))
+    return found
 
 
 def validate_pairs(
@@ -151,19 +172,7 @@ def validate_pairs(
             if pixels is not None:
                 present = np.unique(pixels[..., 0] if pixels.ndim == 3 else pixels)
                 values = tuple(int(v) for v in present)
-                if not allow_empty_labels and not np.any(present != 0):
-                    found.append(
-                        (
-                            label_path,
-                            "label is empty (background only); pass allow_empty_labels=True if "
-                            "images without foreground are intended",
-                        )
-                    )
-                if allowed is not None:
-                    unexpected = sorted(set(values) - allowed)
-                    if unexpected:
-                        shown = ", ".join(str(v) for v in unexpected[:10]) + (" ..." if len(unexpected) > 10 else "")
-                        found.append((label_path, f"unexpected label values [{shown}] (allowed: {sorted(allowed)})"))
+                found += label_value_problems(label_path, values, allowed, allow_empty_labels, "images")
         if found or image is None:
             problems += found
         else:

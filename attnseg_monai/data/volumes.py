@@ -30,6 +30,7 @@ from ..io.suffixes import (
     has_ending,
 )
 from .errors import DatasetError, read_checked
+from .validation import label_value_problems
 
 __all__ = ["VolumeHeader", "VolumeInfo", "read_volume", "read_volume_header", "validate_volume_pairs"]
 
@@ -346,22 +347,7 @@ def validate_volume_pairs(
                     )
                 else:
                     values = tuple(int(v) for v in present)
-                    if not allow_empty_labels and not any(values):
-                        found.append(
-                            (
-                                label_path,
-                                "label is empty (background only); pass allow_empty_labels=True if volumes "
-                                "without foreground are intended",
-                            )
-                        )
-                    if allowed is not None:
-                        unexpected = sorted(set(values) - allowed)
-                        if unexpected:
-                            shown = ", ".join(str(v) for v in unexpected[:10])
-                            shown += " ..." if len(unexpected) > 10 else ""
-                            found.append(
-                                (label_path, f"unexpected label values [{shown}] (allowed: {sorted(allowed)})")
-                            )
+                    found += label_value_problems(label_path, values, allowed, allow_empty_labels, "volumes")
         if found or image is None:
             problems += found
         else:
