@@ -1,0 +1,31 @@
+# usage: bash benchmarks/tta_folds.sh <bundle>   (from any folder, in the environment of the README)
+# Trains the bundle and its 5 folds on its default data, infers its held-out validation items four ways (single,
+# --tta, --folds all, both) with --save_uncertainty and scores them with attnseg evaluate --bundle (docs/inference.md).
+set -e
+b=$1
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+echo "== $b $(date -u +%FT%TZ)"
+/usr/bin/time -f "$b single training %e s" python -m monai.bundle run training --config_file bundles/$b/configs/train.json > /tmp/m_${b}_train.log 2>&1
+tail -1 /tmp/m_${b}_train.log
+/usr/bin/time -f "$b train-folds %e s" python -m attnseg_monai train-folds $b --folds 5 --noprogress
+python - "$b" <<'PY'
+import json, os, shutil, sys
+b = sys.argv[1]
+d = json.load(open(f"bundles/{b}/eval/datalist.json"))
+val = d["validation"]
+json.dump({"testing": [{"image": i["image"]} for i in val]}, open(f"/tmp/m_{b}_val.json", "w"))
+shutil.rmtree(f"/tmp/m_{b}_labels", ignore_errors=True)
+os.makedirs(f"/tmp/m_{b}_labels")
+for i in val:
+    shutil.copy(i["label"], f"/tmp/m_{b}_labels/")
+print(b, len(val), "validation items")
+PY
+for run in "single:" "single_tta:--tta" "folds:--folds all" "folds_tta:--folds all --tta"; do
+  name=${run%%:*}; flags=${run#*:}
+  rm -rf /tmp/m_${b}_out_$name
+  /usr/bin/time -f "$b $name infer %e s" python -m attnseg_monai infer $b /tmp/m_${b}_val.json /tmp/m_${b}_out_$name $flags --save_uncertainty --num_workers 0 --noprogress > /tmp/m_${b}_infer_$name.log 2>&1
+  grep "attnseg infer" /tmp/m_${b}_infer_$name.log || tail -3 /tmp/m_${b}_infer_$name.log
+  python -m attnseg_monai evaluate /tmp/m_${b}_out_$name /tmp/m_${b}_labels --bundle $b --json > /tmp/m_${b}_eval_$name.json 2>/tmp/m_${b}_eval_$name.err || tail -2 /tmp/m_${b}_eval_$name.err
+done
+echo "== $b done $(date -u +%FT%TZ)"
