@@ -18,7 +18,6 @@ See ``docs/inference.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json as _json
 import logging
@@ -56,10 +55,6 @@ def _overrides(value: Any) -> dict[str, Any] | None:
         if isinstance(parsed, dict):
             return parsed
     raise ValueError("--overrides must be a JSON object such as '{\"roi_size\": [64, 64]}'.")
-
-
-def as_dict(settings: Any) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
 
 
 def _fmt(value: Any) -> str:
@@ -200,7 +195,7 @@ class AttnsegCLI:
             json: print the summary as JSON.
         """
         from .inference import BundlePredictor
-        from .inference.options import ModelSettings, RunSettings, SlideSettings, split_settings
+        from .inference.options import ModelSettings, RunSettings, SlideSettings, as_dict, split_settings
 
         # python-fire passes the flags of the generated signature (see _declare_infer_settings) by position
         names = list(inspect.signature(AttnsegCLI.infer).parameters)[4:]
@@ -221,7 +216,7 @@ class AttnsegCLI:
             overrides=_overrides(model.overrides),
             folds=model.folds,
         )
-        summary = predictor.predict_files(input, output, **{**as_dict(run), **as_dict(slides)})
+        summary = predictor.predict_files(input, output, **as_dict(run, slides))
         if json:
             _out(_json.dumps(summary.as_dict(), indent=2))
         else:

@@ -106,7 +106,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         _non_negative_int("num_workers", self.num_workers)
         if self.output_ext is not None:
-            from ..io.writers import LABEL_EXTENSIONS, output_ending
+            from ..io.suffixes import output_ending
+            from ..io.writers import LABEL_EXTENSIONS
 
             ext = output_ending(self.output_ext)
             if ext not in LABEL_EXTENSIONS:

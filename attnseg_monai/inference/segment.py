@@ -26,6 +26,7 @@ from monai.data import MetaTensor, decollate_batch, list_data_collate
 from monai.transforms import EnsureChannelFirst, Invertd
 
 from ..inferers.ensemble import Augmentation, ProbabilityEnsemble, entropy
+from ..inferers.slab import class_labels, class_probabilities
 from ..io.writers import write_attention, write_map, write_overlay, write_probabilities
 from ..precision import prepare_for_inference
 from .bundle_loader import BundleParts
@@ -135,19 +136,14 @@ class CaseSegmenter:
         mean_entropy = None
         if self.mutual:
             raw, mean_entropy = raw[:, :-1], raw[:, -1:].float()
-        classes = raw.shape[1]
-        label_dtype = torch.uint8 if classes <= 256 else torch.int16
-        if self.override == "logits":
-            probs = torch.sigmoid(raw.float()) if classes == 1 else torch.softmax(raw.float(), 1)
-            if self.kind == "labels":
-                pred = (probs > 0.5).to(label_dtype) if classes == 1 else probs.argmax(1, keepdim=True).to(label_dtype)
-            else:
-                pred = probs.half()
+        if self.override == "logits":  # averaged logits (log mean probabilities for an ensemble)
+            probs = class_probabilities(raw.float())
+            pred = class_labels(raw) if self.kind == "labels" else probs.half()
             return pred, probs, mean_entropy
-        if self.override == "probabilities":
+        if self.override == "probabilities":  # the labels-only inferer's copy: labels are their argmax
             probs = raw.float()
-            pred = (probs > 0.5).to(label_dtype) if classes == 1 else probs.argmax(1, keepdim=True).to(label_dtype)
-            return pred, probs, mean_entropy
+            logits = probs - 0.5 if probs.shape[1] == 1 else probs  # p > 0.5 for one channel, argmax otherwise
+            return class_labels(logits), probs, mean_entropy
         probs = None
         if self.want_probs:
             if self.kind in ("labels", "probabilities"):

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .slab import class_probabilities
+
 __all__ = ["Augmentation", "ProbabilityEnsemble", "entropy", "tta_transforms"]
 
 _EPS = 1e-12
@@ -130,8 +132,7 @@ class ProbabilityEnsemble:
     def _probabilities(logits: torch.Tensor) -> torch.Tensor:
         if isinstance(logits, (list, tuple)):  # deep supervision: the full-resolution head
             logits = logits[0]
-        logits = logits.float()
-        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return class_probabilities(logits.float())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         mean = None

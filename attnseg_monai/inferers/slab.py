@@ -39,12 +39,33 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 from monai.inferers import Inferer
 from monai.utils import BlendMode, PytorchPadMode, ensure_tuple_rep, fall_back_tuple, look_up_option
 
-__all__ = ["OUTPUT_KINDS", "SliceWiseInferer", "SlabSlidingWindowInferer", "label_dtype"]
+__all__ = [
+    "class_labels",
+    "class_probabilities",
+    "OUTPUT_KINDS",
+    "SliceWiseInferer",
+    "SlabSlidingWindowInferer",
+    "label_dtype",
+]
 
 #: what the inferers can return: uint8/int16 labels, float16 probabilities, or float32 averaged logits
 OUTPUT_KINDS = ("labels", "probabilities", "logits")
 
 _FINALIZE_PLANES = 8  # planes post-processed per step; bounds the argmax/softmax temporaries
+
+
+def class_probabilities(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Class probabilities of logits along the channel axis ``dim``: softmax, or the sigmoid of a single channel."""
+    return torch.sigmoid(logits) if logits.shape[dim] == 1 else torch.softmax(logits, dim=dim)
+
+
+def class_labels(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Class labels of logits along ``dim`` (kept, size 1): the argmax, or ``logit > 0`` for a single channel, in
+    :func:`label_dtype`."""
+    if logits.shape[dim] == 1:
+        return (logits > 0).to(torch.uint8)
+    # max().indices is the first maximum like argmax, and several times faster on strided CPU blocks
+    return logits.max(dim=dim, keepdim=True).indices.to(label_dtype(logits.shape[dim]))
 
 
 def label_dtype(num_classes: int) -> torch.dtype:
@@ -443,13 +464,9 @@ class SlabSlidingWindowInferer(Inferer):
     def _post(self, logits: torch.Tensor) -> torch.Tensor:
         """Channel-first averaged logits of a block of planes -> the requested output kind."""
         if self.output == "labels":
-            if logits.shape[0] == 1:
-                return (logits > 0).to(torch.uint8)
-            # max().indices is the first maximum like argmax, and several times faster on strided CPU blocks
-            return logits.max(dim=0, keepdim=True).indices.to(label_dtype(logits.shape[0]))
+            return class_labels(logits, dim=0)
         if self.output == "probabilities":
-            probs = torch.sigmoid(logits) if logits.shape[0] == 1 else torch.softmax(logits, dim=0)
-            return probs.to(torch.float16)
+            return class_probabilities(logits, dim=0).to(torch.float16)
         return logits
 
 

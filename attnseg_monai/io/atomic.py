@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import torch
 
+from .suffixes import output_ending
+
 __all__ = [
     "TEMP_MARKER",
     "TMP_SUFFIX",
@@ -156,17 +158,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, encode_json(obj))
 
 
-def _ending(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
 def temporary_path(final: str | os.PathLike, rank: int = 0) -> Path:
     """A new, empty, hidden file next to ``final`` whose name ends with ``final``'s ending (writers pick the format
     from it) and carries :data:`TEMP_MARKER` and the rank (so a process only ever cleans up its own)."""
     target = Path(final)
     fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.r{rank}-", suffix=f"{TEMP_MARKER}{_ending(target)}", dir=target.parent
+        prefix=f".{target.name}.r{rank}-", suffix=f"{TEMP_MARKER}{output_ending(target.name)}", dir=target.parent
     )
     os.close(fd)
     os.chmod(name, file_mode())

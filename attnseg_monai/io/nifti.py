@@ -31,12 +31,13 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import torch
 from monai.config import DtypeLike, PathLike
 from monai.data import ImageWriter, NibabelWriter
 from monai.data.utils import to_affine_nd
 from monai.utils import convert_data_type
 
-__all__ = ["NIFTI_GEOMETRY_KEYS", "SourceGeometryNibabelWriter", "source_nifti_header", "squeeze_channel"]
+__all__ = ["NIFTI_GEOMETRY_KEYS", "SourceGeometryNibabelWriter", "source_nifti_header", "squeeze_channel", "to_numpy"]
 
 #: the NIfTI-1 header fields that define the qform, the sform and the units; MONAI's NibabelReader puts them
 #: into the image metadata (``meta_dict``) and every transform keeps them
@@ -70,7 +71,11 @@ def squeeze_channel(data: Any, channel_dim: int | None, squeeze: bool = True) ->
     return data
 
 
-def _numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
+    """A tensor (bfloat16 too, which numpy lacks), array or sequence as a numpy array on the CPU."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return (value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy()
     return np.asarray(convert_data_type(value, np.ndarray)[0])
 
 
@@ -95,7 +100,7 @@ def _header_from_meta(meta: Mapping) -> nib.Nifti1Header | None:
     header = nib.Nifti1Header()
     try:
         for key in NIFTI_GEOMETRY_KEYS:
-            header[key] = _numpy(meta[key]).astype(header[key].dtype).reshape(header[key].shape)
+            header[key] = to_numpy(meta[key]).astype(header[key].dtype).reshape(header[key].shape)
     except (TypeError, ValueError):  # strings (ITK's metadata) or fields of another shape: not usable
         return None
     return header
@@ -178,7 +183,7 @@ class SourceGeometryNibabelWriter(NibabelWriter):
         """
         self.source_header = source_nifti_header(meta_dict)
         loaded = None if not meta_dict else meta_dict.get("original_affine")
-        self.loaded_affine = None if loaded is None else to_affine_nd(r=3, affine=_numpy(loaded).astype(np.float64))
+        self.loaded_affine = None if loaded is None else to_affine_nd(r=3, affine=to_numpy(loaded).astype(np.float64))
         if resample:
             super().set_metadata(meta_dict, resample=True, **options)
             return
@@ -187,7 +192,7 @@ class SourceGeometryNibabelWriter(NibabelWriter):
         _, affine, _ = self.get_meta_info(meta_dict)
         if self.output_dtype is None and self.data_obj is not None and hasattr(self.data_obj, "dtype"):
             self.output_dtype = self.data_obj.dtype
-        self.affine = None if affine is None else _numpy(affine).astype(np.float64)
+        self.affine = None if affine is None else to_numpy(affine).astype(np.float64)
 
     def write(self, filename: PathLike, verbose: bool = False, **obj_kwargs: Any) -> None:
         """Write ``self.data_obj`` to ``filename`` with the source geometry (see the class docstring).

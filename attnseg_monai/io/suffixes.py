@@ -41,6 +41,7 @@ __all__ = [
     "WSI_MIN_PIXELS",
     "WSI_SUFFIXES",
     "has_ending",
+    "output_ending",
     "image_suffix",
     "sniff_format",
     "split_image_name",
@@ -203,3 +204,13 @@ def sniff_format(path: str | os.PathLike) -> str | None:
 def has_ending(path: str | os.PathLike, endings: tuple[str, ...]) -> bool:
     """Whether the file name of ``path`` ends with one of ``endings`` (case-insensitive)."""
     return Path(path).name.lower().endswith(endings)
+
+
+def output_ending(name: str) -> str:
+    """The lower-case ending of a file name or of an ending given with or without its dot (``.nii.gz`` whole)."""
+    text = str(name).lower()
+    if "." not in text:
+        text = "." + text
+    if text.endswith(".nii.gz"):
+        return ".nii.gz"
+    return "." + text.rsplit(".", 1)[-1]

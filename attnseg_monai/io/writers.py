@@ -38,9 +38,9 @@ import torch
 from monai.data import ITKWriter, PILWriter
 from monai.data.image_writer import ImageWriter
 from monai.transforms import SaveImage
-from monai.utils import convert_data_type
 
-from .nifti import SourceGeometryNibabelWriter, squeeze_channel
+from .nifti import SourceGeometryNibabelWriter, squeeze_channel, to_numpy
+from .suffixes import output_ending
 
 __all__ = [
     "TiledTiffStream",
@@ -61,15 +61,6 @@ _DONE = object()
 
 #: PNG settings of every PNG written (the same pixels give the same bytes with the same zlib)
 PNG_COMPRESS_LEVEL = 6
-
-
-def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype == torch.bfloat16:
-            x = x.float()
-        return x.cpu().numpy()
-    return np.asarray(convert_data_type(x, np.ndarray)[0])
 
 
 def check_label_range(array: np.ndarray, dtype: Any) -> np.ndarray:
@@ -113,7 +104,7 @@ class PNGLabelWriter(PILWriter):
 
     def write(self, filename: Any, verbose: bool = False, **kwargs: Any) -> None:
         ImageWriter.write(self, filename, verbose=verbose)
-        data = _numpy(self.data_obj)
+        data = to_numpy(self.data_obj)
         if self.scale:
             data = np.clip(data, 0.0, 1.0) * float(self.scale)
         dtype = self.output_dtype
@@ -139,7 +130,7 @@ class TiffLabelWriter(ImageWriter):
     def set_data_array(
         self, data_array: Any, channel_dim: int | None = 0, squeeze_end_dims: bool = True, **kwargs: Any
     ) -> None:
-        data = _numpy(data_array)
+        data = to_numpy(data_array)
         if channel_dim is not None and data.ndim > 2 and data.shape[channel_dim] == 1:
             data = np.squeeze(data, axis=channel_dim)
         self.data_obj = data
@@ -151,7 +142,7 @@ class TiffLabelWriter(ImageWriter):
         import tifffile
 
         super().write(filename, verbose=verbose)
-        data = _numpy(self.data_obj)
+        data = to_numpy(self.data_obj)
         if getattr(self, "scale", None):
             data = np.clip(data, 0.0, 1.0) * float(self.scale)
         data = check_label_range(data, self.output_dtype)
@@ -171,16 +162,6 @@ LABEL_WRITERS: dict[str, type] = {
 }
 #: endings a label output may have
 LABEL_EXTENSIONS: tuple[str, ...] = tuple(LABEL_WRITERS)
-
-
-def output_ending(name: str) -> str:
-    """The lower-case ending of a file name or of an ending given with or without its dot (``.nii.gz`` whole)."""
-    text = str(name).lower()
-    if "." not in text:
-        text = "." + text
-    if text.endswith(".nii.gz"):
-        return ".nii.gz"
-    return "." + text.rsplit(".", 1)[-1]
 
 
 def label_saver(ext: str, postfix: str, output_dtype: Any = np.uint8, scale: int | None = None) -> SaveImage:
@@ -214,7 +195,7 @@ def write_probabilities(path: str | os.PathLike, probs: Any, meta: Mapping[str, 
         ValueError: for an ending that does not fit the data.
     """
     p = Path(path)
-    arr = _numpy(probs).astype(np.float32, copy=False)
+    arr = to_numpy(probs).astype(np.float32, copy=False)
     ext = output_ending(p.name)
     if arr.ndim == 3 and ext in (".tif", ".tiff"):
         import tifffile
@@ -248,7 +229,7 @@ def write_map(path: str | os.PathLike, values: Any, meta: Mapping[str, Any]) -> 
         ValueError: for an ending that does not fit the data.
     """
     p = Path(path)
-    arr = _spatial(_numpy(values)).astype(np.float32, copy=False)
+    arr = _spatial(to_numpy(values)).astype(np.float32, copy=False)
     ext = output_ending(p.name)
     if arr.ndim == 2 and ext in (".tif", ".tiff"):
         import tifffile
@@ -275,7 +256,7 @@ def write_attention(path: str | os.PathLike, attention: Any, meta: Mapping[str, 
     from .images import encode_png
 
     p = Path(path)
-    arr = _spatial(_numpy(attention)).astype(np.float32, copy=False)
+    arr = _spatial(to_numpy(attention)).astype(np.float32, copy=False)
     ext = output_ending(p.name)
     if arr.ndim == 2 and ext == ".png":
         p.write_bytes(encode_png(np.ascontiguousarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8).T)))
@@ -404,8 +385,8 @@ def make_overlay(image: Any, labels: Any, alpha: float = 0.25) -> np.ndarray:
     """
     from skimage.segmentation import find_boundaries
 
-    img = _numpy(image)
-    lab = _spatial(_numpy(labels))
+    img = to_numpy(image)
+    lab = _spatial(to_numpy(labels))
     if img.ndim == lab.ndim:
         img = img[None]
     if tuple(img.shape[1:]) != tuple(lab.shape):
