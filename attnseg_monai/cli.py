@@ -280,6 +280,8 @@ class AttnsegCLI:
         else:
             for r in runs:
                 _out(f"fold {r.fold}: {r.status:8s} {r.seconds:7.1f} s  {r.folder}  (log {r.log})")
+                if r.reason:
+                    _out(f"        {r.reason}")
         self._exit_code = 1 if any(r.status == "failed" for r in runs) else 0
 
     def rank(self, output: str, by: str = "entropy", json: bool = False) -> None:

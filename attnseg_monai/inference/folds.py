@@ -40,7 +40,7 @@ FOLD_MARKER = "fold.json"
 @dataclass
 class FoldRun:
     """One fold of :func:`train_folds`: ``status`` is ``done`` (finished earlier), ``trained``, ``resumed`` or
-    ``failed`` (``log`` holds its output)."""
+    ``failed`` (``reason`` says why, ``log`` holds its output)."""
 
     fold: int
     status: str
@@ -48,6 +48,7 @@ class FoldRun:
     log: str
     seconds: float = 0.0
     command: list[str] | None = None
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -138,11 +139,18 @@ def train_folds(
                 handle.close()
                 running.remove(entry)
                 seconds = round(time.perf_counter() - started, 1)
-                ok = proc.returncode == 0 and (folder / "model.pt").is_file()
-                status = ("resumed" if resume else "trained") if ok else "failed"
-                if ok:
+                reason = None
+                if proc.returncode != 0:
+                    reason = f"the training exited with code {proc.returncode}; see its log"
+                elif not (folder / "model.pt").is_file():
+                    reason = (
+                        "the training ended without model.pt (the bundles save it when they validate: give at least "
+                        "as many epochs as the validation interval, e.g. --overrides '{\"val_interval\": 1}')"
+                    )
+                status = "failed" if reason else ("resumed" if resume else "trained")
+                if reason is None:
                     atomic_write_json(folder / FOLD_MARKER, {"fold": k, "seconds": seconds, "command": cmd})
-                runs.append(FoldRun(k, status, str(folder), handle.name, seconds, cmd))
+                runs.append(FoldRun(k, status, str(folder), handle.name, seconds, cmd, reason))
                 bar.update(1)
     finally:
         for _, _, _, _, proc, handle, _ in running:  # interrupted: stop the folds still training

@@ -52,3 +52,9 @@ def test_two_folds_train_resume_and_serve_as_an_ensemble(tmp_path: Path, capsys)
     capsys.readouterr()
     assert main(["rank", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["case"] == sample[0].stem
+
+    # last: a fold that trains but never validates (no model.pt) fails with the reason and is not marked done
+    short = train_folds(root, 3, overrides={**tiny, "val_interval": 5}, trust_bundle=True, progress=False)
+    assert [r.status for r in short] == ["done", "done", "failed"]
+    assert "model.pt" in short[2].reason and "val_interval" in short[2].reason
+    assert not (root / "models" / "fold_2" / FOLD_MARKER).exists()
