@@ -6,11 +6,12 @@ Each fold is the bundle's own training, run by MONAI's runner in its own process
         --ckpt_dir <bundle>/models/fold_k --output_dir <bundle>/eval/fold_k [--dataset_dir D] [overrides]
 
 so the datalist is the bundle's (the same split and seed for every fold, fold ``k`` held out for validation), and the
-checkpoint of each fold carries its record. A fold is finished when its training exited cleanly: then
-``models/fold_<k>/fold.json`` is written (atomically) and a rerun skips it; an interrupted fold is resumed from its
-last complete checkpoint (``--resume true``, the bundles' exact resumption), a failed one is reported and retried on
-the next run. ``parallel`` folds run at once, one per GPU when GPUs exist (``CUDA_VISIBLE_DEVICES``). The fold models
-are then an ensemble: ``attnseg infer <bundle> in out --folds all``.
+checkpoint of each fold carries its record. When a fold's training exits cleanly ``models/fold_<k>/fold.json`` is
+written (atomically); with ``model.pt`` beside it the fold is finished and a rerun skips it. An interrupted fold (no
+``fold.json``) is resumed from its last complete checkpoint (``--resume true``, the bundles' exact resumption); a
+failed one is reported with its reason and trained afresh on the next run. ``parallel`` folds run at once, one per
+GPU when GPUs exist (``CUDA_VISIBLE_DEVICES``). The fold models are then an ensemble: ``attnseg infer <bundle> in out
+--folds all``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def train_folds(
         if (folder / FOLD_MARKER).is_file() and (folder / "model.pt").is_file():
             runs.append(FoldRun(k, "done", str(folder), str(log)))
             continue
-        resume = _started(folder)
+        # an interrupted training (checkpoints, no marker) resumes; one that ran to its end without a model (marker
+        # written, no model.pt) starts afresh, since resuming it would end at once again
+        resume = _started(folder) and not (folder / FOLD_MARKER).is_file()
         todo.append(
             (
                 k,
@@ -148,8 +151,9 @@ def train_folds(
                         "as many epochs as the validation interval, e.g. --overrides '{\"val_interval\": 1}')"
                     )
                 status = "failed" if reason else ("resumed" if resume else "trained")
-                if reason is None:
-                    atomic_write_json(folder / FOLD_MARKER, {"fold": k, "seconds": seconds, "command": cmd})
+                if proc.returncode == 0:  # the training ran to its end (with or without a model)
+                    marker = {"fold": k, "seconds": seconds, "command": cmd, "model": reason is None}
+                    atomic_write_json(folder / FOLD_MARKER, marker)
                 runs.append(FoldRun(k, status, str(folder), handle.name, seconds, cmd, reason))
                 bar.update(1)
     finally:

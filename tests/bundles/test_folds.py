@@ -53,8 +53,11 @@ def test_two_folds_train_resume_and_serve_as_an_ensemble(tmp_path: Path, capsys)
     assert main(["rank", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["case"] == sample[0].stem
 
-    # last: a fold that trains but never validates (no model.pt) fails with the reason and is not marked done
+    # last: a fold that trains but never validates (no model.pt) fails with the reason and is not done
     short = train_folds(root, 3, overrides={**tiny, "val_interval": 5}, trust_bundle=True, progress=False)
     assert [r.status for r in short] == ["done", "done", "failed"]
     assert "model.pt" in short[2].reason and "val_interval" in short[2].reason
-    assert not (root / "models" / "fold_2" / FOLD_MARKER).exists()
+    assert not json.loads((root / "models" / "fold_2" / FOLD_MARKER).read_text())["model"]
+    # ... and the next run with a validation trains it afresh (resuming the finished run would end at once again)
+    fixed = train_folds(root, 3, overrides={**tiny, "val_interval": 1}, trust_bundle=True, progress=False)
+    assert [r.status for r in fixed] == ["done", "done", "trained"]
