@@ -6,6 +6,7 @@
     attnseg info hannet
     attnseg infer hannet tiles/ predictions/ --save_overlays
     attnseg train-folds hannet --folds 5
+    attnseg experiment mcsa_unet [--rows unet,all] [--epochs 50] [--out tables/mcsa]
     attnseg infer hannet tiles/ predictions/ --folds all --tta --save_uncertainty
     attnseg rank predictions/
     attnseg evaluate predictions/ labels/ --bundle hannet
@@ -68,6 +69,7 @@ class AttnsegCLI:
 
     def __init__(self) -> None:
         self._exit_code = 0
+        self._argv: list[str] | None = None  # the command line, for what records it (attnseg experiment)
 
     def list(self, json: bool = False) -> None:
         """List the bundles of this collection (name, version, dimensions, network, task).
@@ -284,6 +286,75 @@ class AttnsegCLI:
                     _out(f"        {r.reason}")
         self._exit_code = 1 if any(r.status == "failed" for r in runs) else 0
 
+    def experiment(
+        self,
+        bundle: str,
+        rows: Any = None,
+        epochs: int | None = None,
+        dataset_dir: str | None = None,
+        out: str | None = None,
+        table: str = "table",
+        overrides: Any = None,
+        eval_overrides: Any = None,
+        parallel: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        trust_bundle: bool = False,
+        progress: bool = True,
+        json: bool = False,
+    ) -> None:
+        """Train every row of a bundle's table of experiments (configs/experiments/), evaluate each on the same
+        validation cases, and write table.md, table.csv, table.png and command.txt (resumable row by row).
+
+        Args:
+            bundle: bundle name of this collection or bundle folder.
+            rows: comma-separated row ids of the table (default: every row).
+            epochs: the same training budget (max_epochs) for every row (default: the bundle's).
+            dataset_dir: the data set (default: the bundle's embedded data).
+            out: output folder (default: <bundle>/eval/experiments/<table>).
+            table: the table in configs/experiments/ (file stem).
+            overrides: JSON object of training config overrides for every row, e.g. '{"quick_epochs": 20}'.
+            eval_overrides: JSON object of inference config overrides for every row's evaluation.
+            parallel: rows trained at once (default: one per GPU, 1 without GPUs).
+            device: evaluation device: auto, cpu, cuda or cuda:N.
+            precision: evaluation precision: auto (the bundle's), fp32, bf16 or fp16.
+            trust_bundle: allow a bundle folder from outside this collection (its configs run code).
+            progress: show progress bars.
+            json: print the result as JSON.
+        """
+        import shlex
+
+        from .inference.experiment import run_experiment
+
+        if isinstance(rows, (list, tuple)):
+            rows = ",".join(str(r) for r in rows)
+        result = run_experiment(
+            bundle,
+            rows=None if rows is None else str(rows),
+            epochs=epochs,
+            dataset_dir=dataset_dir,
+            out=out,
+            table=table,
+            overrides=_overrides(overrides),
+            eval_overrides=_overrides(eval_overrides),
+            parallel=parallel,
+            device=device,
+            precision=precision,
+            trust_bundle=trust_bundle,
+            progress=progress,
+            command_line=shlex.join(["attnseg", *self._argv]) if self._argv else None,
+        )
+        if json:
+            _out(_json.dumps(result.as_dict(), indent=2, default=str))
+        else:
+            _out(result.table_md.read_text(encoding="utf-8"))
+            lines = [f"attnseg experiment: {result.out_dir}"]
+            lines += [f"  {r.id:16s} {r.status:10s} {r.seconds:8.1f} s  {r.reason or ''}" for r in result.rows]
+            lines += [f"  table: {result.table_md}, {result.table_csv}"]
+            lines += [f"  plot:  {result.plot or result.plot_message}", f"  command: {result.command_txt}"]
+            _out("\n".join(lines))
+        self._exit_code = 0 if result.ok else 1
+
     def rank(self, output: str, by: str = "entropy", json: bool = False) -> None:
         """List the cases of an attnseg infer output folder from most to least uncertain (review/annotate first).
 
@@ -419,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cli = AttnsegCLI()
     args = list(sys.argv[1:] if argv is None else argv)
+    cli._argv = args
     try:
         fire.Fire(cli, command=args, name="attnseg")
     except fire.core.FireExit as exc:

@@ -12,6 +12,7 @@ __all__ = [
     "describe_error",
     "BundleError",
     "CheckpointError",
+    "ExperimentError",
     "InputError",
     "OutputConflictError",
     "UntrustedBundleError",
@@ -52,6 +53,11 @@ class UntrustedBundleError(BundleError):
 class CheckpointError(ValueError):
     """A checkpoint that is missing, is not a plain weights file (refused by ``weights_only=True``) or does not match
     the bundle's network."""
+
+
+class ExperimentError(ValueError):
+    """A table of experiments that cannot be run (``attnseg experiment``): a missing or malformed ``table.json`` or
+    override file, an unknown row, an output folder made with other settings; the message names the file."""
 
 
 class OutputConflictError(ValueError):

@@ -90,10 +90,10 @@ def _switches_of(net: MCSAUNet) -> tuple[bool, bool, bool]:
 
 @pytest.mark.parametrize("row", sorted(ROWS))
 def test_ablation_override_sets_the_switches(row: str):
-    override = json.loads((ROOT / "configs" / "ablation" / f"{row}.json").read_text())
+    override = json.loads((ROOT / "configs" / "experiments" / f"{row}.json").read_text())
     assert set(override) == {f"network_def#{s}" for s in SWITCHES}, "override files set exactly the three switches"
     for name in ("train.json", "inference.json"):
-        parser = _parser(name, f"ablation/{row}.json", **CASE["net"])
+        parser = _parser(name, f"experiments/{row}.json", **CASE["net"])
         net = parser.get_parsed_content("network_def")
         assert isinstance(net, MCSAUNet)
         assert _switches_of(net) == ROWS[row]
@@ -105,7 +105,7 @@ def test_ablation_rows_at_the_paper_widths():
     """With paper.json layered the rows are the paper's U-Net widths; the parameter counts differ as the modules do."""
     counts = {}
     for row in ROWS:
-        parser = _parser("train.json", "paper.json", f"ablation/{row}.json")
+        parser = _parser("train.json", "paper.json", f"experiments/{row}.json")
         assert parser.get_parsed_content("features") == [64, 128, 256, 512, 1024]
         with torch.device("meta"):  # counts only: no memory, no initialisation cost
             net = parser.get_parsed_content("network_def")
@@ -140,10 +140,10 @@ def test_quick_and_paper_recipes_are_config_files():
         assert spec.bundle == NAME and spec.recipe == recipe
         assert spec.preprocessing == {"intensity_range": [0.0, 255.0]}
     # an ablation row keeps the recipe's name (the record holds the row's switches in the network's arguments)
-    spec = _parser("train.json", "paper.json", "ablation/ca.json").get_parsed_content("record")
+    spec = _parser("train.json", "paper.json", "experiments/ca.json").get_parsed_content("record")
     assert spec.recipe == "paper"
     # use_embedded_data only chooses the data (the datalists), never a setting
-    configs = ["train.json", "inference.json", "evaluate.json", "paper.json", *(f"ablation/{r}.json" for r in ROWS)]
+    configs = ["train.json", "inference.json", "evaluate.json", "paper.json", *(f"experiments/{r}.json" for r in ROWS)]
     for name in configs:
         for path, text in config_strings(json.loads((ROOT / "configs" / name).read_text())):
             if "@use_embedded_data" in text:
@@ -159,7 +159,7 @@ def test_ablation_row_of_the_paper_recipe_is_inferred_as_recorded(tmp_path: Path
     the switches and the widths (here a tiny width, standing in for the paper's), every tensor fits; without its
     record the same weights do not fit the default network and are refused."""
     widths = [8, 16, 32, 64, 128]
-    trained = _parser("train.json", "paper.json", "ablation/sa.json", features=widths)
+    trained = _parser("train.json", "paper.json", "experiments/sa.json", features=widths)
     net = trained.get_parsed_content("network_def")
     assert _switches_of(net) == ROWS["sa"] and list(net.features) == widths
     checkpoint = tmp_path / "models" / "model.pt"
