@@ -450,8 +450,6 @@ PAPER_CHANGES = {  # setting: (quick: train.json, paper: train.json + paper.json
     "recipe": ("quick", "paper"),
     "slice_size": ([96, 96], [224, 224]),
     "network_preset": ("tiny", "large"),
-    "max_epochs": (200, 150),
-    "val_interval": (50, 10),
     "batch_size": (8, 24),
     "rot_flip_prob": (0.0, 0.5),
     "slice_class_balance": (0.5, 0.0),
@@ -496,8 +494,15 @@ def test_train_json_is_the_quick_recipe_and_paper_json_the_papers(tmp_path):
     for key, (q, p) in PAPER_CHANGES.items():
         assert (quick.get_parsed_content(key), paper.get_parsed_content(key)) == (q, p), key
         assert elsewhere.get_parsed_content(key) == q, f"{key} follows the data folder"
-    # paper.json holds exactly what the paper recipe changes (the optimiser besides the settings above)
-    assert set(json.loads((CONFIGS / "paper.json").read_text())) == {*PAPER_CHANGES, "optimizer"}
+    # paper.json holds exactly what the paper recipe changes (the optimiser and the iteration budget besides the
+    # settings above: tests/bundles/test_danie_experiments.py checks the budget)
+    assert set(json.loads((CONFIGS / "paper.json").read_text())) == {
+        *PAPER_CHANGES,
+        "optimizer",
+        "max_epochs",
+        "val_interval",
+    }
+    assert (quick.get_parsed_content("max_epochs"), quick.get_parsed_content("val_interval")) == (200, 50)
     # the recipes' networks: the tiny widths and DANIE-L, both 2D, trained at the recipe's slice size
     for parser, preset, size in ((quick, "tiny", [96, 96]), (paper, "large", [224, 224])):
         config = parser["network_def"]
@@ -556,7 +561,7 @@ def test_a_tiny_paper_training_is_inferred_as_recorded(tmp_path):
         "training",
         bundle_root=str(root),
         embedded_sample=sample,
-        paper_epochs=1,
+        paper_iterations=1,
         val_interval=1,
         paper_slice_size=preprocessing["slice_size"],
         hu_window=preprocessing["hu_window"],

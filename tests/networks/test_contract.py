@@ -16,7 +16,7 @@ from attnseg_monai import describe_network, get_network, list_networks
 from tests.networks.cases import NetCase, all_cases
 
 CASES = all_cases()
-DIM_CASES = [pytest.param(c, d, id=f"{c.name}-{d}d") for c in CASES for d in c.dims]
+DIM_CASES = [pytest.param(c, d, id=f"{c}-{d}d") for c in CASES for d in c.dims]
 
 
 def _sizes(net: torch.nn.Module, spatial_dims: int) -> list[tuple[int, ...]]:
@@ -143,7 +143,7 @@ def test_onnx_export_matches_pytorch(case: NetCase, tmp_path):
     torch.manual_seed(0)
     net = get_network(case.name, **case.build_kwargs(2)).eval()
     x = _input(2, _sizes(net, 2)[0], 1, batch=1)
-    path = tmp_path / f"{case.name}.onnx"
+    path = tmp_path / f"{case.name}{case.variant}.onnx"
     reason = getattr(net, "onnx_unsupported", None)
     if reason:
         with pytest.raises(Exception):  # noqa: B017 - the declared failure

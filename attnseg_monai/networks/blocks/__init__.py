@@ -12,12 +12,15 @@ from .hybrid_attention import NestedNode, SkipSpatialAttention
 from .joint_preservation import JointPreservation, NonLocalBlock
 from .neighbourhood_attention import NeighbourhoodAttention
 from .skip_upsample import SkipUpBlock
+from .stream_fusion import AdditionFusion, ConcatenationFusion
 from .transformer import MixFFN, PatchEmbedding, SpatialReductionAttention, TransformerBlock
 
 __all__ = [
+    "AdditionFusion",
     "CSABlock",
     "CSAEncoderStage",
     "ChannelAttention",
+    "ConcatenationFusion",
     "ConvStem",
     "DoubleConv",
     "DualAttentionStage",

@@ -1,14 +1,16 @@
 """Hierarchical-attentional perception (HAP) of DANIE (Dual Attention Encoder with Joint Preservation, ECAI 2024).
 
 The HAP stream of DANIE's dual attention encoder extracts local features with convolutions, highlights them with
-channel attention followed by spatial attention (the paper's ablation finds channel-first slightly better than
-spatial-first) and integrates the attended features through a *dynamic calibration*. This module holds:
+channel attention and spatial attention and integrates the attended features through a *dynamic calibration* (the
+seed states these three parts, and that its ablation found channel-first slightly better than spatial-first and the
+calibration helpful; the forms below are our readings). This module holds:
 
 * :class:`ConvStem`: the HAP stream's embedding layer, stride-2 convolutions down to the patch grid of the SAP stream.
 * :class:`DynamicCalibration`: an input-conditioned per-channel gate in [0, 1] deciding how much of the attended
   features is added back to the local features.
-* :class:`HierarchicalAttentionBlock`: residual convolution unit -> channel attention -> spatial attention ->
-  dynamic calibration.
+* :class:`HierarchicalAttentionBlock`: residual convolution unit -> channel attention -> spatial attention (or
+  spatial first, ``order="spatial_first"``) -> dynamic calibration (or a plain residual sum,
+  ``dynamic_calibration=False``): the seed's ablations as switches.
 
 The channel and spatial attention maps are CBAM's (:mod:`attnseg_monai.networks.blocks.cbam`).
 """
@@ -23,7 +25,10 @@ from torch import nn
 
 from .cbam import ChannelAttention, SpatialAttention
 
-__all__ = ["ConvStem", "DynamicCalibration", "HierarchicalAttentionBlock"]
+__all__ = ["HAP_ORDERS", "ConvStem", "DynamicCalibration", "HierarchicalAttentionBlock"]
+
+#: the orders of the HAP attentions: channel attention first (the seed's choice), or spatial attention first
+HAP_ORDERS = ("channel_first", "spatial_first")
 
 
 class ConvStem(nn.Module):
@@ -133,6 +138,9 @@ class HierarchicalAttentionBlock(nn.Module):
 
     ``F = act(conv(conv(x)) + shortcut(x))``; ``F_c = M_c(F) * F``; ``A = M_s(F_c) * F_c``;
     ``out = F + g(F, A) * A`` with ``M_c``/``M_s`` CBAM's channel/spatial maps and ``g`` :class:`DynamicCalibration`.
+    ``order="spatial_first"`` swaps the two attentions (``F_s = M_s(F) * F``; ``A = M_c(F_s) * F_s``), and
+    ``dynamic_calibration=False`` adds the attended features back without a gate (``out = F + A``; the block then has
+    no :class:`DynamicCalibration` and returns ``None`` as its gate).
 
     Args:
         spatial_dims: 2 or 3.
@@ -144,11 +152,15 @@ class HierarchicalAttentionBlock(nn.Module):
         norm: normalisation spec (MONAI style).
         act: activation spec (MONAI style).
         dropout: dropout inside the convolution unit.
+        order: ``"channel_first"`` (default) or ``"spatial_first"``.
+        dynamic_calibration: gate the attended features with :class:`DynamicCalibration` (default) or add them as
+            they are.
 
-    Returns (forward): ``(out, channel_map (B, C, 1..), spatial_map (B, 1, *spatial), calibration_gate (B, C, 1..))``.
+    Returns (forward): ``(out, channel_map (B, C, 1..), spatial_map (B, 1, *spatial), calibration_gate (B, C, 1..))``;
+    the gate is ``None`` without dynamic calibration.
 
     Raises:
-        ValueError: on bad reduction, kernel size or stride.
+        ValueError: on bad reduction, kernel size, stride or order.
 
     Example::
 
@@ -156,9 +168,13 @@ class HierarchicalAttentionBlock(nn.Module):
         >>> out, mc, ms, g = HierarchicalAttentionBlock(2, 16, 32, stride=2)(torch.randn(2, 16, 16, 16))
         >>> tuple(out.shape), tuple(mc.shape), tuple(ms.shape), tuple(g.shape)
         ((2, 32, 8, 8), (2, 32, 1, 1), (2, 1, 8, 8), (2, 32, 1, 1))
-        >>> tuple(HierarchicalAttentionBlock(3, 16, 16)(torch.randn(2, 16, 8, 8, 8))[0].shape)
-        (2, 16, 8, 8, 8)
+        >>> block = HierarchicalAttentionBlock(3, 16, 16, order="spatial_first", dynamic_calibration=False)
+        >>> out, mc, ms, g = block(torch.randn(2, 16, 8, 8, 8))
+        >>> tuple(out.shape), g is None
+        ((2, 16, 8, 8, 8), True)
     """
+
+    __constants__ = ["channel_first"]
 
     def __init__(
         self,
@@ -171,10 +187,14 @@ class HierarchicalAttentionBlock(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple = "relu",
         dropout: float = 0.0,
+        order: str = "channel_first",
+        dynamic_calibration: bool = True,
     ) -> None:
         super().__init__()
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}.")
+        if order not in HAP_ORDERS:
+            raise ValueError(f"order must be one of {HAP_ORDERS}, got {order!r}.")
         drop = dropout if dropout > 0 else None
         bias = norm is None
         self.conv = nn.Sequential(
@@ -188,15 +208,26 @@ class HierarchicalAttentionBlock(nn.Module):
         else:
             self.shortcut = nn.Identity()
         self.act = get_act_layer(act)
+        self.channel_first = order == "channel_first"
         self.channel_attention = ChannelAttention(spatial_dims, out_channels, reduction=reduction)
         self.spatial_attention = SpatialAttention(spatial_dims, kernel_size=spatial_kernel_size)
-        self.calibration = DynamicCalibration(spatial_dims, out_channels, reduction=reduction)
+        self.calibration = (
+            DynamicCalibration(spatial_dims, out_channels, reduction=reduction) if dynamic_calibration else None
+        )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         feat = self.act(self.conv(x) + self.shortcut(x))
-        channel_map = self.channel_attention(feat)
-        refined = feat * channel_map
-        spatial_map = self.spatial_attention(refined)
-        attended = refined * spatial_map
-        gate = self.calibration(feat, attended)
-        return feat + gate * attended, channel_map, spatial_map, gate
+        if self.channel_first:
+            channel_map = self.channel_attention(feat)
+            refined = feat * channel_map
+            spatial_map = self.spatial_attention(refined)
+            attended = refined * spatial_map
+        else:
+            spatial_map = self.spatial_attention(feat)
+            refined = feat * spatial_map
+            channel_map = self.channel_attention(refined)
+            attended = refined * channel_map
+        if self.calibration is not None:
+            gate = self.calibration(feat, attended)
+            return feat + gate * attended, channel_map, spatial_map, gate
+        return feat + attended, channel_map, spatial_map, None

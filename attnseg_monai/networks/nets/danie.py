@@ -7,6 +7,11 @@ dependencies. Joint Preservation (JP) fuses them per stage (ES: channel modellin
 interaction on the HAP features; aggregation by convolution and addition). A U-Net-like decoder upsamples the fused
 features, with skips, back to the input size.
 
+The seed's ablations are constructor switches (defaults: DANIE as described): ``streams`` (both, SAP only, HAP only),
+``hap_order`` (channel-first or spatial-first attention), ``dynamic_calibration`` (on or off), ``fusion`` (Joint
+Preservation, element-wise addition, concatenation), and ``sap_attention`` (our spatial-reduction attention or the
+full multi-head self-attention the seed states).
+
 Presets (timm style): ``danie_small``, ``danie_base``, ``danie_large``.
 """
 
@@ -20,13 +25,24 @@ import torch
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from ..blocks.dual_attention_encoder import DualAttentionStage
-from ..blocks.hierarchical_attention import ConvStem
+from ..blocks.dual_attention_encoder import SAP_ATTENTIONS, STREAMS, DualAttentionStage
+from ..blocks.hierarchical_attention import HAP_ORDERS, ConvStem
 from ..blocks.skip_upsample import SkipUpBlock
+from ..blocks.stream_fusion import FUSIONS
 from ..registry import register_network
 from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
 
-__all__ = ["DANIE", "DANIE_PRESETS", "danie_small", "danie_base", "danie_large"]
+__all__ = [
+    "DANIE",
+    "DANIE_PRESETS",
+    "FUSIONS",
+    "HAP_ORDERS",
+    "SAP_ATTENTIONS",
+    "STREAMS",
+    "danie_small",
+    "danie_base",
+    "danie_large",
+]
 
 _NAME = "DANIE"
 
@@ -52,6 +68,13 @@ def _int_tuple(name: str, values: Sequence[int], length: int | None = None) -> t
     return out
 
 
+def _check_choice(name: str, value: Any, valid: tuple[str, ...], meaning: str) -> None:
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(
+            f"{_NAME}: {name} must be one of {', '.join(repr(v) for v in valid)} ({meaning}); got {value!r}."
+        )
+
+
 def _default_heads(dim: int) -> int:
     heads = max(1, dim // 32)
     while dim % heads:
@@ -70,6 +93,19 @@ class DANIE(nn.Module):
     attention blocks, and Joint Preservation fuses the two into the stage's skip feature. The streams continue
     separately; the decoder upsamples the deepest fused map by 2 per step, concatenating the fused maps of the
     shallower stages and then the stem levels, up to the input size, and a 1x1 convolution gives the logits.
+
+    The ablation switches (JSON-friendly; the defaults build DANIE as above, and the weights' record keeps them):
+
+    * ``streams="sap"``: no HAP stream: no conv stem (the HAP embedding layer), no HAP blocks, no fusion; each stage's
+      skip is its SAP map and the decoder's steps above the patch grid run without skips. ``streams="hap"``: no SAP
+      stream (no patch embedding, no transformer blocks), each stage's skip is its HAP map.
+    * ``hap_order="spatial_first"``: spatial attention before channel attention in every HAP block.
+    * ``dynamic_calibration=False``: the HAP blocks add their attended features without the calibration gate.
+    * ``fusion="add"``: the streams are added; ``fusion="concat"``: concatenated and projected back to the stage
+      width by a 1x1(x1) convolution with normalisation and activation (ours: the seed names the fusion only).
+    * ``sap_attention="full"``: keys and values are every token of the stage (the multi-head self-attention the
+      seed states; attention memory grows with the square of the token count: 3136^2 per head at stage 1 of a 224^2
+      slice). ``sr_ratios`` then only pool the keys/values of JP's non-local block.
 
     Args:
         spatial_dims: 2 or 3.
@@ -93,6 +129,14 @@ class DANIE(nn.Module):
         spatial_kernel_size: odd kernel of the HAP spatial attention.
         norm: normalisation of the convolutions (MONAI spec); the transformer blocks use LayerNorm.
         act: activation of the convolutions (MONAI spec); the transformer feed-forward networks use GELU.
+        streams: ``"both"`` (default, DANIE), ``"sap"`` (self-attentional stream only) or ``"hap"``
+            (hierarchical-attentional stream only).
+        hap_order: ``"channel_first"`` (default; the seed's ablation found it slightly better) or ``"spatial_first"``.
+        dynamic_calibration: ``True`` (default) or ``False``: the HAP blocks' calibration gate.
+        fusion: ``"joint_preservation"`` (default, DANIE's JP), ``"add"`` (element-wise addition) or ``"concat"``
+            (concatenation + 1x1 projection); only used with ``streams="both"``.
+        sap_attention: ``"spatial_reduction"`` (default; ours, PVT's) or ``"full"`` (full multi-head
+            self-attention, as the seed states).
 
     Attributes:
         size_divisible_by: ``patch_size * 2**(num_stages - 1)``; every input size must be a multiple of it.
@@ -101,7 +145,9 @@ class DANIE(nn.Module):
         ValueError: on bad ``spatial_dims`` or channel counts; a ``patch_size`` that is not a positive power of two;
             per-stage sequences whose lengths differ; heads that do not divide the widths; ``sr_ratios`` that are not
             powers of two dividing the smallest grid of their stage; ``img_size`` entries that are not multiples of
-            ``size_divisible_by`` (the message lists the valid sizes); ``mlp_ratio <= 0``; dropout outside [0, 1).
+            ``size_divisible_by`` (the message lists the valid sizes); ``mlp_ratio <= 0``; dropout outside [0, 1);
+            a ``streams``, ``hap_order``, ``fusion`` or ``sap_attention`` outside its valid values, or a
+            ``dynamic_calibration`` that is not a bool (the messages list the valid values).
 
     Example::
 
@@ -116,6 +162,9 @@ class DANIE(nn.Module):
         16
         >>> tuple(net3(torch.zeros(1, 1, 16, 32, 16)).shape)
         (1, 3, 16, 32, 16)
+        >>> sap_only = DANIE(2, 1, 9, streams="sap", sap_attention="full").eval()  # an ablation row
+        >>> sap_only.stem is None
+        True
     """
 
     def __init__(
@@ -137,6 +186,11 @@ class DANIE(nn.Module):
         spatial_kernel_size: int = 7,
         norm: str | tuple | None = "batch",
         act: str | tuple = "relu",
+        streams: str = "both",
+        hap_order: str = "channel_first",
+        dynamic_calibration: bool = True,
+        fusion: str = "joint_preservation",
+        sap_attention: str = "spatial_reduction",
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, _NAME)
@@ -181,6 +235,12 @@ class DANIE(nn.Module):
             raise ValueError(
                 f"{_NAME}: spatial_kernel_size must be a positive odd integer, got {spatial_kernel_size!r}."
             )
+        _check_choice("streams", streams, STREAMS, "both streams, the SAP stream only, the HAP stream only")
+        _check_choice("hap_order", hap_order, HAP_ORDERS, "the order of the HAP attentions")
+        _check_choice("fusion", fusion, FUSIONS, "Joint Preservation, element-wise addition, concatenation")
+        _check_choice("sap_attention", sap_attention, SAP_ATTENTIONS, "the self-attention of the SAP stream")
+        if not isinstance(dynamic_calibration, bool):
+            raise ValueError(f"{_NAME}: dynamic_calibration must be true or false, got {dynamic_calibration!r}.")
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -190,12 +250,20 @@ class DANIE(nn.Module):
         self.depths = depths_t
         self.num_heads = heads
         self.sr_ratios = ratios
+        self.streams = streams
+        self.hap_order = hap_order
+        self.dynamic_calibration = dynamic_calibration
+        self.fusion = fusion
+        self.sap_attention = sap_attention
+        self.has_sap = streams in ("both", "sap")
         self.size_divisible_by: int = patch_size * 2 ** (n - 1)
         self.img_size = self._check_img_size(img_size)
 
         levels = int(math.log2(patch_size))
         stem_channels = max(dims[0] // 2, 8)
-        self.stem = ConvStem(spatial_dims, in_channels, stem_channels, dims[0], levels, norm=norm, act=act)
+        self.stem: ConvStem | None = None
+        if streams != "sap":  # the HAP stream's embedding layer
+            self.stem = ConvStem(spatial_dims, in_channels, stem_channels, dims[0], levels, norm=norm, act=act)
         self.stages = nn.ModuleList(
             DualAttentionStage(
                 spatial_dims,
@@ -215,19 +283,31 @@ class DANIE(nn.Module):
                 spatial_kernel_size=spatial_kernel_size,
                 norm=norm,
                 act=act,
+                streams=streams,
+                sap_attention=sap_attention,
+                hap_order=hap_order,
+                dynamic_calibration=dynamic_calibration,
+                fusion=fusion,
             )
             for i in range(n)
         )
         decoder = [SkipUpBlock(spatial_dims, dims[i + 1], dims[i], dims[i], norm, act) for i in range(n - 2, -1, -1)]
         channels = dims[0]
+        stem_skip = stem_channels if self.stem is not None else 0
         for _ in range(levels - 1):  # up to the stem levels 1/(patch_size/2), ..., 1/2 (coarsest first)
-            decoder.append(SkipUpBlock(spatial_dims, channels, stem_channels, stem_channels, norm, act))
+            decoder.append(SkipUpBlock(spatial_dims, channels, stem_skip, stem_channels, norm, act))
             channels = stem_channels
         if levels > 0:  # full resolution, no skip
             decoder.append(SkipUpBlock(spatial_dims, channels, 0, stem_channels, norm, act))
             channels = stem_channels
         self.decoder = nn.ModuleList(decoder)
         self.head = Conv[Conv.CONV, spatial_dims](channels, out_channels, 1)
+        # batch/instance normalisation on the deepest grid, which is 1 per axis for the smallest valid input
+        deepest = list(self.stages[-1].modules())
+        instance = [m for m in deepest if isinstance(m, nn.modules.instancenorm._InstanceNorm)]
+        self.bottleneck_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in deepest)
+        self.bottleneck_instance_norm = bool(instance)  # input statistics in training mode
+        self.bottleneck_instance_stats = any(not m.track_running_stats for m in instance)  # ... and in eval mode
 
     def _check_img_size(self, img_size: int | Sequence[int] | None) -> tuple[int, ...] | None:
         if img_size is None:
@@ -248,23 +328,60 @@ class DANIE(nn.Module):
             raise ValueError(f"{_NAME}: img_size {img_size!r} is invalid: {hint}; nearest valid: {nearest}.")
         return sizes
 
+    def _check_normalisable(self, x: torch.Tensor) -> None:
+        """Batch norm in training (and instance norm) at the deepest stage needs more than one value per channel."""
+        positions = 1
+        for size in x.shape[2:]:
+            positions = positions * (size // self.size_divisible_by)
+        if positions > 1:
+            return
+        d = self.size_divisible_by
+        example = str([2 * d] + [d] * (x.dim() - 3))
+        if self.bottleneck_instance_stats or (self.bottleneck_instance_norm and self.training):
+            raise ValueError(
+                "DANIE: the instance norm of the deepest stage needs more than one position, but the input "
+                + str(list(x.shape))
+                + " gives its grid one position (every size / "
+                + str(d)
+                + " = 1). The smallest input it normalises has one size of "
+                + str(2 * d)
+                + " (e.g. "
+                + example
+                + "), or use norm='batch' or ('group', {'num_groups': ...})."
+            )
+        if self.bottleneck_batch_norm and self.training and x.shape[0] < 2:
+            raise ValueError(
+                "DANIE: in training mode the batch norm of the deepest stage needs more than one value per channel, "
+                + "but the input "
+                + str(list(x.shape))
+                + " gives its grid one position (every size / "
+                + str(d)
+                + " = 1) and the batch is 1. The smallest trainable input of a batch of 1 has one size of "
+                + str(2 * d)
+                + " (e.g. "
+                + example
+                + "); or train with a batch of 2 or more, or norm=('group', {'num_groups': ...})."
+            )
+
     def _run(self, x: torch.Tensor, collect: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_input_size(x, self.size_divisible_by, "DANIE")
+        self._check_normalisable(x)
         maps: dict[str, torch.Tensor] = {}
-        stem = self.stem(x)
-        sap = x
-        hap = stem[-1]
+        stem: list[torch.Tensor] = []
+        sap: torch.Tensor | None = None
+        hap: torch.Tensor | None = None
+        if self.stem is not None:
+            stem = self.stem(x)
+            hap = stem[-1]
+        if self.has_sap:
+            sap = x
         fused: list[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
-            sap, hap, f, channel_maps, spatial_maps, gates, es_gate = stage(sap, hap)
+            sap, hap, f, stage_maps = stage(sap, hap)
             fused.append(f)
             if collect:
-                prefix = "stage" + str(i)
-                for j in range(len(channel_maps)):
-                    maps[prefix + ".hap" + str(j) + ".channel"] = channel_maps[j]
-                    maps[prefix + ".hap" + str(j) + ".spatial"] = spatial_maps[j]
-                    maps[prefix + ".hap" + str(j) + ".calibration"] = gates[j]
-                maps[prefix + ".es"] = es_gate
+                for key, value in stage_maps.items():
+                    maps["stage" + str(i) + "." + key] = value
         skips: list[torch.Tensor] = []
         for i in range(len(fused) - 2, -1, -1):
             skips.append(fused[i])
@@ -282,7 +399,9 @@ class DANIE(nn.Module):
         """Logits ``(B, out_channels, *spatial)`` for ``x`` ``(B, in_channels, *spatial)``.
 
         Raises:
-            ValueError: if a spatial size of ``x`` is not a multiple of ``size_divisible_by``.
+            ValueError: if a spatial size of ``x`` is not a multiple of ``size_divisible_by``; if the deepest stage's
+                batch norm (in training mode) or instance norm would see one value per channel (a batch of 1 at the
+                smallest valid size): the message names the smallest trainable size.
         """
         return self._run(x, False)[0]
 
@@ -292,7 +411,9 @@ class DANIE(nn.Module):
 
         Keys: ``stage{i}.hap{j}.channel`` (channel attention, ``(B, C_i, 1, ..)``), ``stage{i}.hap{j}.spatial``
         (spatial attention, ``(B, 1, *grid_i)``), ``stage{i}.hap{j}.calibration`` (dynamic calibration gate,
-        ``(B, C_i, 1, ..)``) and ``stage{i}.es`` (ES channel gate of Joint Preservation, ``(B, C_i, 1, ..)``).
+        ``(B, C_i, 1, ..)``) and ``stage{i}.es`` (ES channel gate of Joint Preservation, ``(B, C_i, 1, ..)``); only
+        those the configuration has (no HAP keys with ``streams="sap"``, no calibration keys with
+        ``dynamic_calibration=False``, no ES gate unless the streams are fused by Joint Preservation).
         """
         return self._run(x, True)[1]
 

@@ -19,6 +19,7 @@ class NetCase:
 
     Attributes:
         name: registry name.
+        variant: short label of a configuration when a network has several cases (test ids ``name[variant]``).
         kwargs: keyword arguments besides ``spatial_dims``, ``in_channels`` and ``out_channels``.
         kwargs_3d: extra keyword arguments for ``spatial_dims=3`` (merged over ``kwargs``).
         dims: spatial dimensionalities to test.
@@ -30,6 +31,7 @@ class NetCase:
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
     kwargs_3d: dict[str, Any] = field(default_factory=dict)
     dims: tuple[int, ...] = (2, 3)
     deep_supervision: dict[str, Any] | None = None
@@ -42,7 +44,7 @@ class NetCase:
         return {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels, **kw}
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name}[{self.variant}]" if self.variant else self.name
 
 
 def all_cases() -> list[NetCase]:

@@ -1,10 +1,10 @@
-"""Contract cases for DANIE and its presets (tiny widths so that the contract stays fast)."""
+"""Contract cases for DANIE, its ablation switches and its presets (tiny widths so that the contract stays fast)."""
 
 from __future__ import annotations
 
 from tests.networks.cases import NetCase
 
-__all__ = ["CASES"]
+__all__ = ["ABLATIONS", "CASES"]
 
 # 3 stages, patch 2: inputs must be multiples of 8; covers the class in 2D and 3D.
 _TINY = {
@@ -26,6 +26,17 @@ _TINY_PRESET = {
     "reduction": 4,
 }
 
+#: one configuration per ablation switch value other than the default (tests/networks/test_danie.py uses them too)
+ABLATIONS = {
+    "sap": {"streams": "sap"},
+    "hap": {"streams": "hap"},
+    "spatial_first": {"hap_order": "spatial_first"},
+    "no_calibration": {"dynamic_calibration": False},
+    "add": {"fusion": "add"},
+    "concat": {"fusion": "concat"},
+    "full_attention": {"sap_attention": "full"},
+}
+
 CASES = [
     NetCase(
         name="danie",
@@ -42,8 +53,17 @@ CASES = [
             {"mlp_ratio": 0.0},
             {"dropout": 1.0},
             {"spatial_kernel_size": 4},
+            {"streams": "all"},
+            {"streams": None},
+            {"hap_order": "channel-first"},
+            {"dynamic_calibration": "yes"},
+            {"dynamic_calibration": 1},
+            {"fusion": "sum"},
+            {"sap_attention": "linear"},
         ],
     ),
+    # the seed's ablations (and the seed's full self-attention): each switch away from the default, 2D and 3D
+    *(NetCase(name="danie", variant=variant, kwargs={**_TINY, **switch}) for variant, switch in ABLATIONS.items()),
     NetCase(name="danie_small", kwargs=_TINY_PRESET, dims=(2,)),
     NetCase(name="danie_base", kwargs=_TINY_PRESET, dims=(2,)),
     NetCase(name="danie_large", kwargs=_TINY_PRESET, dims=(2,), invalid_kwargs=[{"img_size": 6}]),
