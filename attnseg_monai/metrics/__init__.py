@@ -1,6 +1,7 @@
 """Metrics for the attnseg-monai bundles, built on MONAI's cumulative metrics.
 
-- instance maps (nuclei, seed 000): :class:`AggregatedJaccardIndex` (AJI, AJI+), :class:`InstancePanopticQualityMetric`;
+- instance maps (nuclei, seed 000's task; the seed names no metric): :class:`AggregatedJaccardIndex` (AJI, AJI+),
+  :class:`InstancePanopticQualityMetric`;
 - class-averaged confusion counts (seeds 001, 002): :class:`MPAMetric`, :class:`MIoUMetric`, :class:`MeanDiceMetric`,
   :class:`PixelAccuracyMetric`;
 - surface distances with an empty-mask policy (seed 003): :class:`SurfaceDistancePolicyMetric` (HD95, HD, ASD);

@@ -1,8 +1,9 @@
 """Instance-level metrics for nuclei segmentation: Aggregated Jaccard Index and panoptic quality.
 
-The Han-Net seed (000) reports Dice, IoU, AJI and PQ on MoNuSeg. AJI is defined by Kumar et al., "A Dataset and a
-Technique for Generalized Nuclear Segmentation for Computational Pathology", IEEE TMI 36(7), 2017. AJI+ (unique
-matching) is the variant of Graham et al., "Hover-Net", Medical Image Analysis 58, 2019. PQ is MONAI's
+The Han-Net seed (000) names no metric (it says only that Han-Net beat the compared models on a public multi-organ
+data set); Dice, IoU, AJI and PQ are our choice, the usual metrics of MoNuSeg. AJI is defined by Kumar et al., "A
+Dataset and a Technique for Generalized Nuclear Segmentation for Computational Pathology", IEEE TMI 36(7), 2017. AJI+
+(unique matching) is the variant of Graham et al., "Hover-Net", Medical Image Analysis 58, 2019. PQ is MONAI's
 :class:`~monai.metrics.PanopticQualityMetric`, wrapped here so that it takes the same single-channel instance maps.
 """
 
@@ -148,7 +149,8 @@ class AggregatedJaccardIndex(CumulativeIterationMetric):
     """Aggregated Jaccard Index (AJI) of instance label maps, as a MONAI cumulative metric.
 
     Kumar et al., "A Dataset and a Technique for Generalized Nuclear Segmentation for Computational Pathology",
-    IEEE TMI 2017; reported by the Han-Net paper (seed 000). See :func:`aji_counts` for the matching rule.
+    IEEE TMI 2017; the usual instance metric of MoNuSeg, Han-Net's task (the Han-Net seed, 000, names no metric: using
+    AJI there is our choice). See :func:`aji_counts` for the matching rule.
 
     Every call buffers ``(C, U)`` per image (shape ``(B, 2)``, float64); :meth:`aggregate` reduces them:
 

@@ -2,7 +2,9 @@
 
 A registered network *class* also remembers how it was built: :func:`network_config` returns its importable
 ``_target_`` and the constructor's arguments (defaults filled in) as plain JSON data, the network part of the record
-that travels with a bundle's weights (:mod:`attnseg_monai.bundle.record`).
+that travels with a bundle's weights (:mod:`attnseg_monai.bundle.record`). A class whose constructor passes
+``**kwargs`` on to another class may define ``recorded_arguments(self, arguments) -> dict`` to complete them (e.g. with
+the defaults of the class it wraps, :class:`attnseg_monai.networks.nets.MonaiNetwork`); the record holds its result.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def _remember_construction(cls: type) -> None:
                 arguments.update(value)
             elif kind is not inspect.Parameter.VAR_POSITIONAL:
                 arguments[pname] = value
+        complete = getattr(self, "recorded_arguments", None)
+        if callable(complete):
+            arguments = complete(arguments)
         try:
             config: dict[str, Any] | None = {"_target_": _public_target(cls), **_plain(arguments)}
         except (TypeError, ValueError):

@@ -8,7 +8,7 @@ from .csa import CSABlock, CSAEncoderStage
 from .dual_attention_encoder import DualAttentionStage
 from .grid_attention import GridAttentionGate
 from .hierarchical_attention import ConvStem, DynamicCalibration, HierarchicalAttentionBlock
-from .hybrid_attention import NestedNode, SkipSpatialAttention
+from .hybrid_attention import FullScaleNode, NestedNode, SkipSpatialAttention
 from .joint_preservation import JointPreservation, NonLocalBlock
 from .neighbourhood_attention import NeighbourhoodAttention
 from .skip_upsample import SkipUpBlock
@@ -25,6 +25,7 @@ __all__ = [
     "DoubleConv",
     "DualAttentionStage",
     "DynamicCalibration",
+    "FullScaleNode",
     "GridAttentionGate",
     "HierarchicalAttentionBlock",
     "JointPreservation",

@@ -1,11 +1,15 @@
 """Building blocks of Han-Net (He et al., "A Hybrid-Attention Nested UNet for Nuclear Segmentation in
-Histopathological Images", 2021): the residual spatial attention on skip connections and the nested decoder node.
+Histopathological Images", 2021): the residual spatial attention on skip connections, the nested (UNet++ style)
+decoder node and the full-scale decoder node of the seed-literal reading (same-level skip plus every deeper encoder
+level).
 
 The channel attention at the end of Han-Net's encoder is the squeeze-and-excitation gate
 :class:`attnseg_monai.networks.blocks.cbam.ChannelAttention` with ``pooling=("avg",)``; it is not repeated here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import UpSample
@@ -14,7 +18,7 @@ from torch import nn
 from .cbam import SpatialAttention
 from .conv_blocks import DoubleConv
 
-__all__ = ["NestedNode", "SkipSpatialAttention"]
+__all__ = ["FullScaleNode", "NestedNode", "SkipSpatialAttention"]
 
 _UPSAMPLE_MODES = ("deconv", "nontrainable")
 
@@ -120,3 +124,94 @@ class NestedNode(nn.Module):
 
     def forward(self, same_level: list[torch.Tensor], deeper: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat(same_level + [self.up(deeper)], dim=1))
+
+
+class FullScaleNode(nn.Module):
+    """A decoder node ``D_i`` that receives its level's skip, EVERY deeper encoder level and the deeper decoder node.
+
+    ``D_i = H([s_i, U_1(e_1), ..., U_n(e_n), Up(d)])``: ``s_i`` is the same-level skip (``channels`` features),
+    ``e_k`` the encoder level ``k`` levels deeper (``2**k`` times smaller, ``encoder_channels[k - 1]`` features) and
+    ``d`` the decoder node one level deeper (``decoder_channels`` features; absent when ``decoder_channels`` is
+    ``None``). Every deeper input is brought to ``channels`` features at the node's resolution: inputs one level down
+    by ``upsample`` (as a nested node does), inputs further down by a 1x1 convolution and linear interpolation (a
+    transposed convolution of kernel ``2**k`` would need ``C_k * channels * 2**(k * spatial_dims)`` weights). ``H`` is
+    two convolutions to ``channels`` features. This is the connectivity the Han-Net seed states for the decoder ("each
+    decoder level receives the same-level encoder features and the upsampled features of all deeper encoder levels").
+
+    Args:
+        spatial_dims: 2 or 3.
+        channels: feature channels of the node's level (of the skip and of the output).
+        encoder_channels: feature channels of the deeper encoder levels, nearest first (at least one).
+        decoder_channels: feature channels of the deeper decoder node, or ``None`` for a node without one.
+        act: activation spec of the convolutions.
+        norm: normalisation spec of the convolutions.
+        dropout: dropout probability after each convolution.
+        upsample: ``"deconv"`` or ``"nontrainable"`` for the inputs one level down.
+
+    Raises:
+        ValueError: if ``encoder_channels`` is empty or ``upsample`` is unknown.
+
+    Examples::
+
+        >>> node = FullScaleNode(2, channels=8, encoder_channels=(16, 32), decoder_channels=16)
+        >>> node(torch.randn(1, 8, 64, 64), [torch.randn(1, 16, 32, 32), torch.randn(1, 32, 16, 16)],
+        ...      torch.randn(1, 16, 32, 32)).shape
+        torch.Size([1, 8, 64, 64])
+        >>> node = FullScaleNode(3, channels=8, encoder_channels=(16,), decoder_channels=None)
+        >>> node(torch.randn(1, 8, 16, 16, 16), [torch.randn(1, 16, 8, 8, 8)], None).shape
+        torch.Size([1, 8, 16, 16, 16])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        encoder_channels: Sequence[int],
+        decoder_channels: int | None,
+        act: str | tuple = "relu",
+        norm: str | tuple | None = "batch",
+        dropout: float = 0.0,
+        upsample: str = "deconv",
+    ) -> None:
+        super().__init__()
+        encoder_channels = tuple(encoder_channels)
+        if not encoder_channels:
+            raise ValueError("encoder_channels must list at least one deeper encoder level.")
+        if upsample not in _UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {_UPSAMPLE_MODES}, got {upsample!r}.")
+        self.num_encoder_inputs = len(encoder_channels)
+        self.encoder_up = nn.ModuleList(
+            UpSample(
+                spatial_dims,
+                c,
+                channels,
+                scale_factor=2**k,
+                mode=upsample if k == 1 else "nontrainable",
+                interp_mode="linear",
+                align_corners=False,
+            )
+            for k, c in enumerate(encoder_channels, start=1)
+        )
+        self.decoder_up: nn.Module | None = None
+        if decoder_channels is not None:
+            self.decoder_up = UpSample(
+                spatial_dims,
+                decoder_channels,
+                channels,
+                scale_factor=2,
+                mode=upsample,
+                interp_mode="linear",
+                align_corners=False,
+            )
+        inputs = 1 + len(encoder_channels) + (decoder_channels is not None)
+        self.conv = DoubleConv(spatial_dims, inputs * channels, channels, act, norm, dropout)
+
+    def forward(
+        self, skip: torch.Tensor, deeper_encoder: list[torch.Tensor], deeper_decoder: torch.Tensor | None
+    ) -> torch.Tensor:
+        parts = [skip]
+        for k, up in enumerate(self.encoder_up):
+            parts.append(up(deeper_encoder[k]))
+        if self.decoder_up is not None and deeper_decoder is not None:
+            parts.append(self.decoder_up(deeper_decoder))
+        return self.conv(torch.cat(parts, dim=1))

@@ -7,3 +7,4 @@ from .focal_attention_unet import *  # noqa: F401,F403
 from .grid_attention_unet import *  # noqa: F401,F403
 from .han_net import *  # noqa: F401,F403
 from .mcsa_unet import *  # noqa: F401,F403
+from .monai_network import *  # noqa: F401,F403
