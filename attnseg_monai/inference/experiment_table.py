@@ -5,7 +5,7 @@
   metrics (MPA, mIoU, Mean Dice, accuracy: the bundles' ``reduction="dataset"``), then the rows that failed;
 - ``table.csv``: every metric, per case (``kind=case``) and summarised (``mean``, ``std``, ``count``, ``pooled``);
 - ``table.png``: one panel per shown metric, one bar per row (the mean), the standard deviation as an error bar and
-  every case as a dot (the per-case spread); needs matplotlib (``pip install "attnseg-monai[bench]"``);
+  every case as a dot (the per-case spread); needs matplotlib (a dependency of the package);
 - ``command.txt``: the command line, then the exact training command of every row.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: what is said instead of writing table.png when matplotlib is missing
-PLOT_MISSING = 'matplotlib is not installed: no table.png (pip install "attnseg-monai[bench]" for the plot)'
+PLOT_MISSING = 'matplotlib is not installed: no table.png (pip install matplotlib for the plot)'
 
 
 def available_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
