@@ -34,6 +34,7 @@ from ..handlers.checkpoint import resume_checkpoint
 from ..io.atomic import atomic_open
 from ..io.checkpoint import RECORD_SUFFIX, CheckpointReadError, load_checkpoint_file, record_path
 from ..networks.registry import network_config
+from ..networks.utils import monte_carlo_dropout
 from .context import raw_config, training_run
 
 __all__ = [
@@ -374,7 +375,9 @@ def _same_target(recorded: str, network: str, source: str | os.PathLike) -> bool
     return recorded == network or _network_class(recorded, source) is _locate(network, network)
 
 
-def build_network(network: str, record: CheckpointRecord | None = None, **kwargs: Any) -> nn.Module:
+def build_network(
+    network: str, record: CheckpointRecord | None = None, monte_carlo: bool = False, **kwargs: Any
+) -> nn.Module:
     """Build a bundle's network: the one recorded with the checkpoint, else ``network(**kwargs)`` (config helper).
 
     ``kwargs`` are the config's network arguments: used as they are when the checkpoint has no record, and checked
@@ -382,6 +385,10 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
     widths and depths follow the record; ``dropout``/``attn_dropout``, which hold no weights, follow the config when it
     gives them, e.g. MONAI Label's epistemic scoring switching on Monte Carlo dropout). When a checkpoint exists, its
     tensors are checked against the built network's before anything runs.
+
+    ``monte_carlo=True`` makes the network's ``train()`` switch on only its dropout layers
+    (:func:`attnseg_monai.networks.utils.monte_carlo_dropout`): the bundles set it when ``network_def#dropout`` > 0,
+    which is how MONAI Label's epistemic scoring asks for Monte Carlo dropout samples.
 
     Example (inference.json)::
 
@@ -392,7 +399,13 @@ def build_network(network: str, record: CheckpointRecord | None = None, **kwargs
     Raises:
         RecordError: the record describes a network for another task than the config's.
         WeightsMismatchError: the checkpoint does not fit the network (names the file, the keys and the remedy).
+        ValueError: ``monte_carlo`` on a network without dropout.
     """
+    net = _build(network, record, kwargs)
+    return monte_carlo_dropout(net) if monte_carlo else net
+
+
+def _build(network: str, record: CheckpointRecord | None, kwargs: dict[str, Any]) -> nn.Module:
     if record is not None and record.record is not None:
         recorded = record.record
         source = record_path(record.checkpoint)

@@ -34,7 +34,7 @@ from monai.utils import BlendMode, ensure_tuple_rep
 from torch import nn
 
 from ..precision.policy import PRECISIONS, PrecisionPolicy, resolve_policy
-from ..precision.prepare import FastNetwork, prepare_for_inference
+from ..precision.prepare import FastNetwork, prepare_for_inference, sampling_dropout
 
 __all__ = ["FastPathMixin", "FastSlidingWindowInferer", "fit_window_grid", "with_fast_path"]
 
@@ -119,7 +119,7 @@ class FastPathMixin:
 
     def prepared_network(self, network: nn.Module, policy: PrecisionPolicy) -> FastNetwork:
         """The prepared copy of ``network`` for ``policy``, rebuilt when its weights changed since the last call."""
-        fingerprint = (policy, self._fingerprint(network))
+        fingerprint = (policy, self._fingerprint(network), sampling_dropout(network))
         cached = self.__dict__.get("_fast_prepared")
         if cached is not None:
             ref, old, fast = cached
@@ -134,8 +134,9 @@ class FastPathMixin:
         policy is the float32 reference), or ``network`` itself when it is a
         :class:`~attnseg_monai.precision.FastNetwork` or a plain callable (which then owns its precision, as
         ``BundlePredictor``'s forward does). A network in training mode runs as it is: whoever put it there wants
-        its dropout and batch statistics (MONAI Label's epistemic scoring samples with Monte Carlo dropout), which the
-        prepared copy (batch norm folded, eval mode) would remove."""
+        its dropout and batch statistics, which the prepared copy (batch norm folded, eval mode) would remove. An
+        eval-mode network whose dropout layers sample (Monte Carlo dropout, as MONAI Label's epistemic scoring asks of
+        the bundles) gets a prepared copy whose dropout layers sample too."""
         policy = self.policy_for(inputs.device)
         if isinstance(network, nn.Module) and network.training:
             return network

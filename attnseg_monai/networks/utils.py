@@ -1,10 +1,12 @@
 """Network helpers: describe a network (parameters, FLOPs per pixel or voxel), check constructor arguments and input
-sizes, and run a network's ``attention_maps`` (:func:`attention_maps_method`)."""
+sizes, run a network's ``attention_maps`` (:func:`attention_maps_method`), and sample a network with Monte Carlo
+dropout (:func:`monte_carlo_dropout`)."""
 
 from __future__ import annotations
 
 import functools
 import math
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +24,8 @@ __all__ = [
     "check_spatial_dims",
     "count_parameters",
     "describe_network",
+    "is_monte_carlo",
+    "monte_carlo_dropout",
 ]
 
 
@@ -164,3 +168,52 @@ def attention_maps_method(method: Callable[..., _Maps]) -> Callable[..., _Maps]:
             return method(self, x, *args, **kwargs)
 
     return run
+
+
+def _dropout_layers(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0.0]
+
+
+def _monte_carlo_train(self: nn.Module, mode: bool = True) -> nn.Module:
+    nn.Module.train(self, False)
+    for layer in _dropout_layers(self):
+        layer.train(mode)
+    return self
+
+
+def monte_carlo_dropout(net: nn.Module) -> nn.Module:
+    """Make ``net.train()`` switch on only the dropout layers: Monte Carlo dropout sampling (Gal and Ghahramani 2016).
+
+    MONAI Label's epistemic scoring (``EpistemicScoring`` of its ``monaibundle`` app) builds a bundle's network with
+    ``dropout`` > 0, calls ``network.train()`` and runs the inference several times; the spread of the samples is the
+    image's score. On a network with batch norm and deep supervision, plain ``train()`` would also normalise each window
+    with its own batch statistics and return the deep-supervision list instead of one tensor. After this call
+    ``train()`` puts the network in eval mode (batch norm on its running statistics, one output) with only the dropout
+    layers sampling; ``eval()`` (``train(False)``) is unchanged. The network is changed in place and returned; the
+    change survives ``copy.deepcopy``.
+
+    Raises:
+        ValueError: if ``net`` has no dropout layer with ``p > 0`` (every sample would be the same): build it with
+            ``dropout > 0``.
+
+    Example::
+
+        >>> net = monte_carlo_dropout(get_network("hannet", spatial_dims=2, in_channels=3, out_channels=3, dropout=0.2))
+        >>> net.train().training  # eval mode, dropout on
+        False
+    """
+    if not _dropout_layers(net):
+        raise ValueError(
+            f"{type(net).__name__} has no dropout layer with p > 0, so Monte Carlo dropout samples would all be the "
+            "same: build the network with dropout > 0 (MONAI Label: --conf epistemic_dropout 0.2)."
+        )
+    net.train = types.MethodType(_monte_carlo_train, net)  # type: ignore[method-assign]
+    net._monte_carlo_dropout = True
+    return net.train(net.training)
+
+
+def is_monte_carlo(net: Any) -> bool:
+    """Whether :func:`monte_carlo_dropout` was applied to ``net``: the bundles' ``sampling`` switch (probabilities
+    instead of labels at the end of inference), false for any other network, e.g. one a user puts in
+    ``network_def``."""
+    return bool(getattr(net, "_monte_carlo_dropout", False))

@@ -196,10 +196,21 @@ class FastNetwork(nn.Module):
         return {k: v.float() for k, v in maps.items()}
 
 
+def sampling_dropout(net: nn.Module) -> tuple[str, ...]:
+    """Names of the dropout layers of ``net`` that sample (training mode, ``p > 0``): on an eval-mode network, one set
+    up for Monte Carlo dropout (:func:`attnseg_monai.networks.utils.monte_carlo_dropout`)."""
+    return tuple(
+        name
+        for name, m in net.named_modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and float(m.p) > 0.0
+    )
+
+
 def prepare_for_inference(net: nn.Module, policy: PrecisionPolicy, copy_network: bool = True) -> FastNetwork:
     """A :class:`FastNetwork` for ``net`` under ``policy``: eval mode, no gradients, batch norm folded (when the
     policy says so), instance norm run as the equal group norm (channels-last policies), weights in the policy's
-    dtype and memory format.
+    dtype and memory format. Dropout layers that sample in ``net`` (:func:`sampling_dropout`: Monte Carlo dropout)
+    still sample in the prepared network.
 
     The float32 reference policy leaves the network untouched (only ``eval()``), so its outputs equal MONAI's.
 
@@ -223,9 +234,12 @@ def prepare_for_inference(net: nn.Module, policy: PrecisionPolicy, copy_network:
         raise ValueError(f"prepare_for_inference needs an nn.Module, got {type(net).__name__}.")
     if isinstance(net, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         net = net.module  # the wrapped network: inference needs no gradient synchronisation
+    sampling = sampling_dropout(net)
     with torch.inference_mode(False), torch.no_grad():
         module = copy.deepcopy(net) if copy_network else net
         module.eval()
+        for name in sampling:
+            module.get_submodule(name).train()
         for p in module.parameters():
             p.requires_grad_(False)
         folded = 0

@@ -32,6 +32,7 @@ from attnseg_monai.bundle import (
 from attnseg_monai.inference import CheckpointError, load_bundle
 from attnseg_monai.io.checkpoint import CheckpointReadError
 from attnseg_monai.networks import network_config
+from attnseg_monai.networks.utils import is_monte_carlo
 from tests.bundles.helpers import configs, copy_bundle, overrides, working_directory
 
 BUNDLES = list_bundles()
@@ -311,9 +312,37 @@ def test_monailabel_epistemic_dropout_reaches_a_recorded_network(tmp_path: Path)
         return out[0] if isinstance(out, (list, tuple)) else out
 
     net.train()
+    assert not net.training and is_monte_carlo(net)  # batch norm on its running statistics, dropout sampling
     with torch.no_grad():
+        assert isinstance(net(x), torch.Tensor)  # one output in train mode: no deep-supervision list
         assert not torch.equal(logits(net), logits(net))  # two Monte Carlo samples differ
         plain = record.build_network().train()  # dropout 0: batch statistics alone are deterministic
         assert torch.equal(logits(plain), logits(plain))
     with pytest.raises(RecordError, match="only"):
         record.build_network(features=[8, 8, 16, 32, 64])
+
+
+#: the step of each bundle's inference that turns probabilities into labels (postprocessing transform or inferer)
+LABEL_STEPS = {"AsDiscreted", "KeepLargestConnectedComponentd", "WatershedInstancesd", "SaveImaged", "Invertd"}
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_monailabel_epistemic_dropout_switches_the_bundle_to_probabilities(name: str, tmp_path: Path):
+    """With ``network_def#dropout`` > 0 (MONAI Label's epistemic scoring) every bundle samples (Monte Carlo dropout)
+    and its inference ends in class probabilities, which the scoring averages; with the default 0 it ends in labels."""
+    root = copy_bundle(name, tmp_path)
+    ends = {}
+    for dropout in (0.0, 0.2):
+        parser = ConfigParser()
+        parser.read_config(configs(root, "inference.json"))
+        parser.update({"bundle_root": str(root)})
+        parser["network_def"]["dropout"] = dropout
+        steps = {type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms}
+        output = getattr(parser.get_parsed_content("inferer"), "output", "probabilities")
+        sampling = parser.get_parsed_content("sampling")
+        assert sampling == is_monte_carlo(parser.get_parsed_content("network_def")) == (dropout > 0)
+        ends[dropout] = (
+            bool(steps & LABEL_STEPS) or output == "labels",
+            "Activationsd" in steps or output == "probabilities",
+        )
+    assert ends[0.0][0] and ends[0.2] == (False, True), ends

@@ -273,22 +273,35 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def _start(root: Path, app: Path, studies: Path, setups: dict[str, BundleSetup], log_name: str) -> Server:
-    """Start MONAI Label on the app and studies; returns once ``/info/`` answers (bounded wait)."""
+def _start(
+    root: Path,
+    app: Path,
+    studies: Path,
+    setups: dict[str, BundleSetup],
+    log_name: str,
+    models: list[str] | None = None,
+    conf: dict[str, str] | None = None,
+) -> Server:
+    """Start MONAI Label on the app and studies with ``models`` (default: every bundle) and further ``--conf`` settings;
+    returns once ``/info/`` answers (bounded wait)."""
     port = _free_port()
     url = f"http://{HOST}:{port}"
     cmd = [
         sys.executable, "-m", "monailabel.main", "start_server",
         "--app", str(app), "--studies", str(studies),
-        "--conf", "models", ",".join(BUNDLES),
+        "--conf", "models", ",".join(models or BUNDLES),
         "--conf", "zoo_source", "github",  # local bundles only: no model-zoo look-up
         "--conf", "sam2", "false",
         "--conf", "preload", "false",
+        *[arg for key, value in (conf or {}).items() for arg in ("--conf", key, value)],
         "--host", HOST, "--port", str(port),
     ]  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUB_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] = "false"
+    env["MONAI_LABEL_AUTO_UPDATE_SCORING"] = (
+        "false"  # scoring runs when a test asks (POST /scoring/<name>), not at start
+    )
     log = root / log_name
     with open(log, "w") as log_file:
         process = subprocess.Popen(
