@@ -3,8 +3,8 @@
 "Reader" here means a data-set layout reader (:class:`DatasetReader`: a folder layout -> datalist items); file
 formats are read by MONAI's image readers (and :mod:`attnseg_monai.io.transunet` for TransUNet's files), and the
 batch app's checked file readers are :class:`attnseg_monai.inference.readers.CaseReader`. 2D layouts:
-``folders.py``, ``monuseg.py``, ``chest_xray.py``; CT layouts: ``ct_layouts.py``; pair checks: ``validation.py``
-(2D images) and ``volumes.py`` (volume headers).
+``folders.py``, ``monuseg.py``, ``chest_xray.py``, ``drishti.py`` (fundus photographs, optic disc and cup); CT
+layouts: ``ct_layouts.py``; pair checks: ``validation.py`` (2D images) and ``volumes.py`` (volume headers).
 
 Typical use in a bundle (2D data)::
 
@@ -62,6 +62,15 @@ from .ct_samples import (
 )
 from .datalist import load_datalist, make_datalist, select_fold, write_datalist
 from .discovery import find_reader, read_dataset
+from .drishti import (
+    DRISHTI_CLASSES,
+    DRISHTI_REGIONS,
+    DrishtiGSReader,
+    drishti_inference_items,
+    make_drishti_sample,
+    prepare_drishti_datalist,
+    softmaps_to_label,
+)
 from .errors import DatasetError
 from .folders import ImageMaskFolderReader, MitosisReader
 from .monuseg import MoNuSegReader, parse_aperio_xml, rasterize_polygons
@@ -88,8 +97,11 @@ from .volumes import VolumeHeader, VolumeInfo, read_volume, read_volume_header, 
 
 __all__ = [
     "MANIFEST_NAME",
+    "DRISHTI_CLASSES",
+    "DRISHTI_REGIONS",
     "DatasetError",
     "DatasetReader",
+    "DrishtiGSReader",
     "ImageMaskFolderReader",
     "MitosisReader",
     "MoNuSegReader",
@@ -98,6 +110,7 @@ __all__ = [
     "ShenzhenReader",
     "atomic_write_bytes",
     "atomic_write_json",
+    "drishti_inference_items",
     "find_reader",
     "get_reader_class",
     "list_readers",
@@ -105,11 +118,13 @@ __all__ = [
     "load_nuclei_asset",
     "make_chest_xray_sample",
     "make_datalist",
+    "make_drishti_sample",
     "make_mitosis_sample",
     "make_nuclei_sample",
     "merge_lung_masks",
     "pair_by_stem",
     "pancreas_inference_items",
+    "prepare_drishti_datalist",
     "prepare_pancreas_datalist",
     "parse_aperio_xml",
     "rasterize_polygons",
@@ -117,6 +132,7 @@ __all__ = [
     "read_header",
     "register_reader",
     "select_fold",
+    "softmaps_to_label",
     "validate_pairs",
     "verify_sample",
     "write_datalist",

@@ -1,7 +1,8 @@
 """Pick the reader for a data set folder and read it: ``read_dataset(root, layout="auto")``.
 
 Auto-detection tries the registered readers from the most specific layout to the most generic one
-(``transunet``, ``msd``, ``btcv``, ``monuseg``, ``montgomery``, ``shenzhen``, then the generic ``folders``);
+(``transunet``, ``msd``, ``btcv``, ``drishti_gs``, ``monuseg``, ``montgomery``, ``shenzhen``, then the generic
+``folders``);
 readers marked ``auto_detect = False`` (``mitosis``) are used only when named.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 # importing the reader modules registers them
 from . import chest_xray as _chest_xray  # noqa: F401
+from . import drishti as _drishti  # noqa: F401
 from . import folders as _folders  # noqa: F401
 from . import monuseg as _monuseg  # noqa: F401
 from .base import DatasetReader, get_reader_class, list_readers
@@ -43,7 +45,7 @@ def read_dataset(root: str | os.PathLike, layout: str = "auto", **reader_kwargs:
     Args:
         root: the data set folder.
         layout: ``"auto"`` or a registered layout name (``list_readers()``: ``monuseg``, ``montgomery``,
-            ``shenzhen``, ``folders``, ``mitosis``).
+            ``shenzhen``, ``drishti_gs``, ``folders``, ``mitosis``).
         reader_kwargs: passed to the reader (``cache_dir``, ``on_missing``, and layout-specific ones such as
             ``image_dir``/``label_dir`` for ``folders``).
 
