@@ -43,7 +43,9 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _overrides(value: Any) -> dict[str, Any] | None:
+def _overrides(
+    value: Any, option: str = "--overrides", example: str = '{"roi_size": [64, 64]}'
+) -> dict[str, Any] | None:
     if value is None or value == "":
         return None
     if isinstance(value, dict):
@@ -52,10 +54,10 @@ def _overrides(value: Any) -> dict[str, Any] | None:
         try:
             parsed = _json.loads(value)
         except ValueError as exc:
-            raise ValueError(f"--overrides must be a JSON object such as '{{\"roi_size\": [64, 64]}}': {exc}") from exc
+            raise ValueError(f"{option} must be a JSON object such as '{example}': {exc}") from exc
         if isinstance(parsed, dict):
             return parsed
-    raise ValueError("--overrides must be a JSON object such as '{\"roi_size\": [64, 64]}'.")
+    raise ValueError(f"{option} must be a JSON object such as '{example}'.")
 
 
 def _fmt(value: Any) -> str:
@@ -383,9 +385,10 @@ class AttnsegCLI:
         pred_postfix: str | None = None,
         output_dir: str | None = None,
         include_background: bool = False,
+        regions: Any = None,
         json: bool = False,
     ) -> None:
-        """Score predictions against labels: per-case CSV and a summary (mean, std, per class).
+        """Score predictions against labels: per-case CSV and a summary (mean, std, per class or region).
 
         Args:
             pred_dir: folder of predictions (e.g. the output of attnseg infer).
@@ -396,6 +399,8 @@ class AttnsegCLI:
             pred_postfix: read only <case>_<postfix>.* predictions.
             output_dir: where metrics.csv, summary.csv and summary.json go (default <pred_dir>/evaluation).
             include_background: score class 0 too.
+            regions: JSON object of regions scored instead of the classes, each a union of class values, e.g.
+                '{"disc": [1, 2], "cup": [2]}' (nested structures).
             json: print the summary as JSON.
         """
         from .inference.evaluate import evaluate_folders
@@ -411,6 +416,7 @@ class AttnsegCLI:
             pred_postfix=pred_postfix,
             output_dir=output_dir,
             include_background=include_background,
+            regions=_overrides(regions, "--regions", '{"disc": [1, 2], "cup": [2]}'),
         )
         summary = result.summary
         if json:

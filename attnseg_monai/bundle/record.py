@@ -228,6 +228,9 @@ class RecordSpec:
         bundle_root: the bundle folder; its ``configs/metadata.json`` gives the version and the classes.
         recipe: the recipe's name (``"quick"``, ``"paper"``, an ablation row).
         preprocessing: settings inference must repeat (JSON data), e.g. ``{"target_spacing": [1.6, 1.6, 2.5]}``.
+        classes: the classes the network is trained for (``{"0": "background", ...}``), where a configuration of the
+            bundle has other classes than its ``channel_def`` (attention_unet's 2D Drishti-GS configuration); default
+            the bundle's ``channel_def``.
 
     Example (train.json)::
 
@@ -244,11 +247,12 @@ class RecordSpec:
         bundle_root: str | os.PathLike,
         recipe: str | None = None,
         preprocessing: Mapping[str, Any] | None = None,
+        classes: Mapping[Any, Any] | None = None,
     ) -> None:
         metadata = _bundle_metadata(bundle_root)
         self.bundle = str(bundle)
         self.version = str(metadata.get("version", ""))
-        self.classes = _channel_def(metadata)
+        self.classes = _channel_def(metadata) if classes is None else {str(k): str(v) for k, v in classes.items()}
         self.recipe = None if recipe is None else str(recipe)
         try:
             self.preprocessing = json.loads(json.dumps(dict(preprocessing or {})))
@@ -294,6 +298,7 @@ def read_record(
     checkpoint: str | os.PathLike,
     bundle: str | None = None,
     bundle_root: str | os.PathLike | None = None,
+    classes: Mapping[Any, Any] | None = None,
 ) -> CheckpointRecord:
     """The record beside ``checkpoint`` (config helper: ``"$attnseg_monai.bundle.read_record(@ckpt_path, ...)"``).
 
@@ -304,6 +309,8 @@ def read_record(
         checkpoint: the weights file.
         bundle: the bundle the checkpoint must belong to.
         bundle_root: the bundle folder; its ``channel_def`` must equal the record's classes.
+        classes: the classes the record must hold instead of the bundle's ``channel_def`` (a configuration of the
+            bundle for another task, see :class:`RecordSpec`).
 
     Raises:
         RecordError: an unreadable record, or one of another bundle or other classes (the message names the file).
@@ -320,12 +327,17 @@ def read_record(
             f"{path}: the checkpoint {ckpt.name} belongs to the bundle {record.bundle!r}, not {bundle!r}; pass a "
             f"checkpoint trained with this bundle."
         )
-    if bundle_root is not None and record.classes:
-        expected = _channel_def(_bundle_metadata(bundle_root))
+    if (bundle_root is not None or classes is not None) and record.classes:
+        if classes is not None:
+            expected = {str(k): str(v) for k, v in classes.items()}
+            said = f"the config expects {expected}"
+        else:
+            expected = _channel_def(_bundle_metadata(bundle_root))
+            said = f"the bundle at {bundle_root} declares {expected} (configs/metadata.json channel_def)"
         if expected and expected != record.classes:
             raise RecordError(
-                f"{path}: the checkpoint was trained for the classes {record.classes}, the bundle at {bundle_root} "
-                f"declares {expected} (configs/metadata.json channel_def); use a checkpoint trained for these classes."
+                f"{path}: the checkpoint was trained for the classes {record.classes}, {said}; use a checkpoint "
+                "trained for these classes."
             )
     return CheckpointRecord(ckpt, record)
 
@@ -349,6 +361,7 @@ def starting_record(
     resume: Any = False,
     resume_from: Any = None,
     handlers_id: str = "train#handlers",
+    classes: Mapping[Any, Any] | None = None,
 ) -> CheckpointRecord | None:
     """The checkpoint whose record decides the network a ``train.json`` builds (config helper), or ``None``.
 
@@ -357,6 +370,9 @@ def starting_record(
       ``--resume``/``--resume_from`` picks; ``None`` for a training from scratch (the recipe's network).
     - Otherwise (``monai.bundle.load``, ``verify_net_in_out``, reading ``network_def``): ``<ckpt_dir>/model.pt``, the
       bundle's trained model, when it exists.
+
+    ``classes`` is passed to :func:`read_record` (a configuration of the bundle with other classes than its
+    ``channel_def``).
     """
     if training_run():
         try:
@@ -366,9 +382,9 @@ def starting_record(
         start = loader or resume_checkpoint(ckpt_dir, resume, resume_from)
         if start is None:
             return None
-        return read_record(start, bundle=bundle, bundle_root=bundle_root)
+        return read_record(start, bundle=bundle, bundle_root=bundle_root, classes=classes)
     model = Path(ckpt_dir) / "model.pt"
-    return read_record(model, bundle=bundle, bundle_root=bundle_root) if model.is_file() else None
+    return read_record(model, bundle=bundle, bundle_root=bundle_root, classes=classes) if model.is_file() else None
 
 
 def _same_target(recorded: str, network: str, source: str | os.PathLike) -> bool:

@@ -66,7 +66,8 @@ _TARGETS = {
 
 @dataclass
 class EvalTask:
-    """How to score: ``mode`` ``"classes"`` or ``"instances"``, classes, metrics, and which predictions to read."""
+    """How to score: ``mode`` ``"classes"`` or ``"instances"``, classes (or ``regions`` made of classes), metrics, and
+    which predictions to read."""
 
     num_classes: int
     mode: str = "classes"
@@ -76,6 +77,8 @@ class EvalTask:
     hd_mode: str = "max_of_directed"
     include_background: bool = False
     class_names: dict[int, str] = field(default_factory=dict)
+    #: regions scored instead of the classes, each a union of class values (``{"disc": (1, 2), "cup": (2,)}``)
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -9,7 +9,8 @@ named):
   :func:`~attnseg_monai.metrics.evaluate_case`, plus AJI and PQ per case;
 - class tasks: :func:`~attnseg_monai.metrics.evaluate_case` per class (``num_classes`` from ``channel_def``; binary
   tasks read 0/255 masks as ``> 0``), plus MPA / MIoU / Mean_Dice / accuracy when the config reports them
-  (per case, and pooled over the data set as the bundles compute them).
+  (per case, and pooled over the data set as the bundles compute them); with ``regions`` (nested structures, e.g.
+  ``{"disc": [1, 2], "cup": [2]}``), each region, the union of its classes, is scored instead of each class.
 
 Without a bundle, ``num_classes`` says how many classes the label maps hold (background included) and the metrics
 default to Dice, IoU, HD95 and ASD. Distances are in the units of the files' spacing (mm for NIfTI/NRRD/DICOM,
@@ -26,7 +27,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ def evaluate_folders(
     pred_postfix: str | None = None,
     output_dir: str | os.PathLike | None = None,
     include_background: bool = False,
+    regions: Mapping[str, Sequence[int]] | None = None,
 ) -> EvaluationResult:
     """Score every prediction in ``pred_dir`` against its label in ``label_dir``; write CSVs and a JSON summary.
 
@@ -137,9 +139,12 @@ def evaluate_folders(
         pred_postfix: read only ``<case>_<postfix>.*`` predictions (default: the bundle's label output).
         output_dir: where ``metrics.csv``, ``summary.csv`` and ``summary.json`` go (default ``<pred_dir>/evaluation``).
         include_background: score class 0 too (``evaluate_case`` metrics).
+        regions: score these unions of class values instead of each class (``{"disc": [1, 2], "cup": [2]}``):
+            columns ``<metric>_<region>``, and ``<metric>_mean`` over the regions.
 
     Raises:
-        ValueError: without ``bundle`` and ``num_classes``, for unknown metrics, or missing folders.
+        ValueError: without ``bundle`` and ``num_classes``, for unknown metrics, missing folders, or regions that are
+            not non-empty lists of class values below ``num_classes``.
     """
     preds, labels = Path(pred_dir), Path(label_dir)
     for folder, what in ((preds, "prediction"), (labels, "label")):
@@ -167,6 +172,8 @@ def evaluate_folders(
     if pred_postfix is not None:
         task.pred_postfix = pred_postfix or None
     task.include_background = bool(include_background)
+    if regions:
+        task.regions = _check_regions(regions, task.num_classes)
 
     label_index: dict[str, list[Path]] = {}
     for p in _files(labels):
@@ -230,19 +237,22 @@ def _score(pred_path: Path, label_path: Path, task: EvalTask, row: dict[str, Any
         pred_c, gt_c = pred.long(), gt.long()
         if task.num_classes == 2:
             pred_c, gt_c = (pred_c > 0).long(), (gt_c > 0).long()
-    out = evaluate_case(
-        pred_c,
-        gt_c,
-        task.num_classes,
-        spacing=spacing,
-        metrics=task.metrics,
-        include_background=task.include_background,
-        hd_mode=task.hd_mode,
-    )
-    for m in task.metrics:
-        for c, v in zip(out["classes"], out[m]):
-            row[f"{m}_{task.class_names.get(c, c)}"] = v
-        row[f"{m}_mean"] = out["mean"][m]
+    if task.regions:
+        _score_regions(pred_c, gt_c, spacing, task, row)
+    else:
+        out = evaluate_case(
+            pred_c,
+            gt_c,
+            task.num_classes,
+            spacing=spacing,
+            metrics=task.metrics,
+            include_background=task.include_background,
+            hd_mode=task.hd_mode,
+        )
+        for m in task.metrics:
+            for c, v in zip(out["classes"], out[m]):
+                row[f"{m}_{task.class_names.get(c, c)}"] = v
+            row[f"{m}_mean"] = out["mean"][m]
     counts = None
     if task.mode == "instances":
         if "aji" in task.extra:
@@ -258,6 +268,39 @@ def _score(pred_path: Path, label_path: Path, task: EvalTask, row: dict[str, Any
         counts = get_confusion_matrix(p1, g1, include_background=True)[0].to(torch.float64)
         _confusion_scores(counts, task, row, prefix="")
     return counts
+
+
+def _check_regions(regions: Mapping[str, Sequence[int]], num_classes: int) -> dict[str, tuple[int, ...]]:
+    checked: dict[str, tuple[int, ...]] = {}
+    for name, values in dict(regions).items():
+        ids = tuple(values) if isinstance(values, Sequence) and not isinstance(values, str) else ()
+        if not ids or any(isinstance(v, bool) or not isinstance(v, int) or not 0 < v < num_classes for v in ids):
+            raise ValueError(
+                f"region {name!r} must list class values in 1..{num_classes - 1} (e.g. [1, 2]), got {values!r}."
+            )
+        checked[str(name)] = ids
+    return checked
+
+
+def _score_regions(pred: torch.Tensor, gt: torch.Tensor, spacing: Any, task: EvalTask, row: dict[str, Any]) -> None:
+    """Each region of ``task.regions`` scored as a binary map (the union of its classes), and the mean over them."""
+    values: dict[str, list[float]] = {m: [] for m in task.metrics}
+    for name, ids in task.regions.items():
+        inside = torch.tensor(ids)
+        out = evaluate_case(
+            torch.isin(pred, inside).long(),
+            torch.isin(gt, inside).long(),
+            2,
+            spacing=spacing,
+            metrics=task.metrics,
+            hd_mode=task.hd_mode,
+        )
+        for m in task.metrics:
+            row[f"{m}_{name}"] = out[m][0]
+            values[m].append(out[m][0])
+    for m, found in values.items():
+        kept = [v for v in found if not math.isnan(v)]
+        row[f"{m}_mean"] = sum(kept) / len(kept) if kept else math.nan
 
 
 def _confusion_scores(counts: torch.Tensor, task: EvalTask, row: dict[str, Any], prefix: str) -> None:

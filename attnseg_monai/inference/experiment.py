@@ -112,14 +112,17 @@ class ExperimentResult:
         return {**out, "ok": self.ok, "rows": [r.as_dict() for r in self.rows]}
 
 
-def _budget(root: Path, epochs: int | None) -> dict[str, Any]:
+def _budget(root: Path, epochs: int | None, configs: Sequence[Path] = ()) -> dict[str, Any]:
+    """``max_epochs``, and ``val_interval`` where ``train.json`` or the table's configs validate less often."""
     if epochs is None:
         return {}
     budget: dict[str, Any] = {"max_epochs": epochs}
-    try:
-        interval = json.loads((root / "configs" / "train.json").read_text(encoding="utf-8")).get("val_interval")
-    except (OSError, ValueError):
-        interval = None
+    interval = None
+    for path in (root / "configs" / "train.json", *configs):
+        try:
+            interval = json.loads(Path(path).read_text(encoding="utf-8")).get("val_interval", interval)
+        except (OSError, ValueError, AttributeError):
+            pass
     if isinstance(interval, int) and not isinstance(interval, bool) and interval > epochs:
         budget["val_interval"] = epochs
     return budget
@@ -190,7 +193,7 @@ def run_experiment(
     parallel = parallel if parallel is not None else max(1, gpu_count())
     out_dir = Path(out).expanduser().absolute() if out else root / "eval" / "experiments" / table
     data = None if dataset_dir is None else str(Path(dataset_dir).expanduser().absolute())
-    flags = {**_budget(root, epochs), **(overrides or {})}
+    flags = {**_budget(root, epochs, spec.configs), **(overrides or {})}
     if command_line is None:
         parts = ["attnseg", "experiment", str(bundle), "--table", table, "--out", str(out_dir)]
         for flag, value in (("rows", ",".join(r.id for r in selected) if rows else None), ("epochs", epochs)):
@@ -227,7 +230,7 @@ def run_experiment(
     command_txt = write_command(out_dir / "command.txt", command_line, commands)
     logger.info("attnseg experiment %s: %d row(s) -> %s", name, len(selected), out_dir)
 
-    items = validation_items(root, out_dir / "validation", data, overrides or {})
+    items = validation_items(root, out_dir / "validation", data, overrides or {}, spec.configs)
     labels = labels_folder(items, out_dir / "validation" / "labels")
     jobs = [
         TrainingJob(
@@ -246,6 +249,8 @@ def run_experiment(
         for r in run_training_jobs(jobs, marker_name=ROW_MARKER, parallel=parallel, progress=progress, desc=desc)
     }
     options = {"device": device, "precision": precision, "eval_overrides": dict(eval_overrides or {})}
+    if spec.regions:
+        options["regions"] = spec.regions
     results: list[RowResult] = []
     bar = tqdm(selected, desc=f"attnseg experiment {name}: evaluation", unit="row", disable=not progress)
     for row in bar:

@@ -1,15 +1,16 @@
 """The evaluation side of ``attnseg experiment``: the validation cases every row is scored on, and each row's scoring.
 
 - :func:`validation_items`: the bundle's own ``validate#datalist`` of ``train.json`` resolved in this process (with
-  the experiment's ``--dataset_dir`` and overrides; the embedded sample is generated here, once, before trainings
-  run in parallel); :func:`labels_folder` links their labels under their image's name for ``attnseg evaluate``;
-  :func:`same_split` checks that a row trained on that split.
+  the experiment's ``--dataset_dir``, overrides and the table's ``configs``; the embedded sample is generated here,
+  once, before trainings run in parallel); :func:`labels_folder` links their labels under their image's name for
+  ``attnseg evaluate``; :func:`same_split` checks that a row trained on that split.
 - :func:`evaluate_row`: the row's ``model.pt`` (built from its record) segments the validation images through
   ``attnseg infer``'s predictor with the bundle's ``inference.json`` plus the row's ``evaluation`` configs, after an
   untimed warm-up image; :func:`~attnseg_monai.inference.evaluate.evaluate_folders` scores each case with the metrics
-  of the bundle's ``evaluate.json``. ``time_ms`` per case is the predictor's time for the image (the manifest's
-  ``seconds``: network on the bundle's precision path, postprocessing, writing the mask; reading excluded). The
-  result is kept in ``row_evaluation.json`` and reused while the model and the settings are the same.
+  of the bundle's ``evaluate.json`` (per region where the table names ``regions``). ``time_ms`` per case is the
+  predictor's time for the image (the manifest's ``seconds``: network on the bundle's precision path,
+  postprocessing, writing the mask; reading excluded). The result is kept in ``row_evaluation.json`` and reused
+  while the model and the settings are the same.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..io.atomic import atomic_write_json, sha256_file
 from ..io.suffixes import split_image_name
@@ -46,13 +49,18 @@ def _abs(path: str | os.PathLike) -> str:
 
 
 def validation_items(
-    root: Path, folder: Path, dataset_dir: str | None, overrides: Mapping[str, Any]
+    root: Path,
+    folder: Path,
+    dataset_dir: str | None,
+    overrides: Mapping[str, Any],
+    configs: Sequence[Path] = (),
 ) -> list[dict[str, Any]]:
-    """The bundle's validation items (``validate#datalist`` of ``train.json``, the split every row trains with)."""
+    """The bundle's validation items (``validate#datalist`` of ``train.json`` with the table's ``configs`` layered on
+    it, e.g. a 2D configuration of the bundle: the split every row trains with)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(root / "configs" / "train.json"))
+    parser.read_config([str(root / "configs" / "train.json"), *map(str, configs)])
     parser["bundle_root"] = str(root)
     parser["output_dir"] = str(folder)
     if dataset_dir is not None:
@@ -70,7 +78,41 @@ def validation_items(
             f"{folder / 'datalist.json'}: the validation items need an image and a label file each "
             f"({'no items' if not items else 'without label: ' + ', '.join(unlabelled[:3])})."
         )
-    return items
+    return _labels_in_classes(parser, items, folder / "class_labels")
+
+
+def _labels_in_classes(parser: Any, items: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """The items with labels that hold the bundle's class values, as ``attnseg evaluate`` compares them.
+
+    A bundle that loads its validation data with a transform of its own (``validate#load`` other than MONAI's
+    ``LoadImaged``, e.g. DANIE's ``LoadSynapsed``: raw BTCV labels hold 13 organ ids that it maps to the 8 Synapse
+    classes, and a TransUNet ``.npy.h5`` volume holds image and label in one file) has its labels loaded with it and
+    written as ``folder/<image stem>.nii.gz`` (uint8, the source's NIfTI geometry, as the bundle writes its
+    predictions); the items then name these files. Other bundles' items are returned as they are.
+    """
+    from monai.transforms import LoadImaged
+
+    from ..io.nifti import SourceGeometryNibabelWriter
+
+    if "validate#load" not in parser:
+        return items
+    load = parser.get_parsed_content("validate#load")
+    if isinstance(load, LoadImaged) or not callable(load):
+        return items
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    converted = []
+    for item in items:
+        target = folder / f"{split_image_name(item['image'])[0]}.nii.gz"
+        if target.exists():
+            raise ExperimentError(f"two validation images are named {target.name}: their predictions would collide.")
+        label = load({"image": item["image"], "label": item["label"]})["label"]
+        writer = SourceGeometryNibabelWriter(output_dtype=np.uint8)
+        writer.set_data_array(label, channel_dim=0)
+        writer.set_metadata(dict(getattr(label, "meta", {}) or {}), resample=False)
+        writer.write(str(target))
+        converted.append({**item, "label": str(target)})
+    return converted
 
 
 def labels_folder(items: Sequence[Mapping[str, Any]], folder: Path) -> Path:
@@ -109,8 +151,8 @@ def evaluate_row(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Segment and score the validation cases with the row's model (see the module docstring); ``options``
-    (``device``, ``precision``, ``eval_overrides``) are recorded with the result, which is reused while they, the
-    model, the row's evaluation configs and the cases stay the same."""
+    (``device``, ``precision``, ``eval_overrides``, ``regions``) are recorded with the result, which is reused while
+    they, the model, the row's evaluation configs and the cases stay the same."""
     from .evaluate import evaluate_folders
     from .manifest import MANIFEST_NAME
     from .predictor import BundlePredictor
@@ -147,7 +189,8 @@ def evaluate_row(
     summary = predictor.predict_files(images, preds, progress=progress, **run)
     done = json.loads((preds / MANIFEST_NAME).read_text(encoding="utf-8")).get("cases", {})
     times = {k.lower(): 1000.0 * v["seconds"] for k, v in done.items() if v.get("seconds") is not None}
-    result = evaluate_folders(preds, labels, bundle=str(root), output_dir=row_dir / "evaluation")
+    regions = options.get("regions") or None
+    result = evaluate_folders(preds, labels, bundle=str(root), output_dir=row_dir / "evaluation", regions=regions)
     cases = []
     for r in result.rows:
         if r["status"] == "ok":

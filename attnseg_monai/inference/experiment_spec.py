@@ -7,16 +7,17 @@ Format (``docs/experiments.md``)::
         <row>.json        a MONAI override file (config ids -> values), layered after configs/train.json
 
 Required: ``title``, ``seed`` (the seed document the table reproduces, e.g. ``"001"``) and ``rows``, each row with
-``id`` (its override file's stem; names the row's folder and ``--rows``), ``name`` (the row as the seed names it)
-and ``overrides`` (a file of ``configs/experiments/``). Optional, table level: ``metrics`` (the metric columns
-shown, in order: ``attnseg evaluate``'s column names such as ``mean_dice``, ``mpa``, ``miou``, ``acc``, ``dice_mean``,
-``hd95_mean``, plus ``time_ms``; default: every metric of the bundle), ``metric_names`` (column headings),
-``configs`` (config files layered after ``train.json`` for every row, before the row's overrides, e.g.
-``"../paper.json"``). Optional, row level: ``seed_name`` (the seed's own wording), ``description``, ``configs``
-(extra training config files of the row), ``evaluation`` (config files layered on ``inference.json`` when the row's
-model is evaluated, e.g. ``"../crf.json"``), ``model_from`` (the id of a row whose trained model this row evaluates:
-nothing is trained for it; its ``overrides`` and ``configs`` must be that row's). Paths are relative to
-``configs/experiments/``.
+``id`` (its override file's stem; names the row's folder and ``--rows``), ``name`` (the row as the seed names it) and
+``overrides`` (a file of ``configs/experiments/``). Optional, table level: ``metrics`` (the metric columns shown, in
+order: ``attnseg evaluate``'s column names such as ``mean_dice``, ``mpa``, ``miou``, ``acc``, ``dice_mean``,
+``hd95_mean``, plus ``time_ms``; default: every metric of the bundle), ``metric_names`` (column headings), ``configs``
+(config files layered after ``train.json`` for every row, before the row's overrides, e.g. ``"../paper.json"``; they
+also decide the validation cases), ``regions`` (structures scored instead of the classes, each a union of class values,
+e.g. ``{"disc": [1, 2], "cup": [2]}``: nested structures). Optional, row level: ``seed_name`` (the seed's own wording),
+``description``, ``configs`` (extra training config files of the row), ``evaluation`` (config files layered on
+``inference.json`` when the row's model is evaluated, e.g. ``"../crf.json"``), ``model_from`` (the id of a row whose
+trained model this row evaluates: nothing is trained for it; its ``overrides`` and ``configs`` must be that row's).
+Paths are relative to ``configs/experiments/``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ METRIC_NAMES = {
 }
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ROW_KEYS = {"id", "name", "overrides", "seed_name", "description", "configs", "evaluation", "model_from"}
-_TABLE_KEYS = {"title", "seed", "rows", "metrics", "metric_names", "configs", "description"}
+_TABLE_KEYS = {"title", "seed", "rows", "metrics", "metric_names", "configs", "description", "regions"}
 
 
 @dataclass
@@ -88,7 +89,8 @@ class ExperimentRow:
 
 @dataclass
 class ExperimentTable:
-    """A parsed ``table.json``."""
+    """A parsed ``table.json``: ``configs`` are the table's own config files (every row's first, and the ones that
+    decide the validation cases), ``regions`` the structures scored instead of the classes."""
 
     path: Path
     title: str
@@ -96,6 +98,8 @@ class ExperimentTable:
     rows: list[ExperimentRow]
     metrics: list[str] | None = None
     metric_names: dict[str, str] = field(default_factory=dict)
+    configs: list[Path] = field(default_factory=list)
+    regions: dict[str, list[int]] = field(default_factory=dict)
 
     def row(self, row_id: str) -> ExperimentRow:
         for row in self.rows:
@@ -190,7 +194,8 @@ def load_table(root: str | Path, table: str = "table") -> ExperimentTable:
                 seed_name=item.get("seed_name"),
             )
         )
-    parsed = ExperimentTable(path, str(content["title"]), str(content["seed"]), rows)
+    parsed = ExperimentTable(path, str(content["title"]), str(content["seed"]), rows, configs=common)
+    parsed.regions = _regions(content.get("regions"), path)
     for row in rows:
         if row.model_from is None:
             continue
@@ -210,6 +215,19 @@ def load_table(root: str | Path, table: str = "table") -> ExperimentTable:
         raise ExperimentError(f"{path}: 'metric_names' must map metric names to headings.")
     parsed.metric_names = {str(k): v for k, v in names.items()}
     return parsed
+
+
+def _regions(value: Any, path: Path) -> dict[str, list[int]]:
+    if value is None:
+        return {}
+    ok = isinstance(value, dict) and value and all(_ID.match(str(k)) for k in value)
+    ok = ok and all(isinstance(v, list) and v and all(type(c) is int and c >= 1 for c in v) for v in value.values())
+    if not ok:
+        raise ExperimentError(
+            f"{path}: 'regions' must map region names to lists of class values >= 1, e.g. "
+            '{"disc": [1, 2], "cup": [2]}.'
+        )
+    return {str(k): list(v) for k, v in value.items()}
 
 
 def select_rows(table: ExperimentTable, rows: Sequence[str] | str | None) -> list[ExperimentRow]:
@@ -242,7 +260,7 @@ def check_metrics(table: ExperimentTable, root: str | Path) -> None:
     task = task_from_bundle(root)
     classes = [task.class_names.get(c, c) for c in range(0 if task.include_background else 1, task.num_classes)]
     known = {*task.extra, "time_ms", *(f"{m}_mean" for m in task.metrics)}
-    known |= {f"{m}_{c}" for m in task.metrics for c in classes}
+    known |= {f"{m}_{c}" for m in task.metrics for c in (list(table.regions) or classes)}
     unknown = [m for m in table.metrics if m not in known]
     if unknown:
         raise ExperimentError(

@@ -89,3 +89,26 @@ def test_bad_arguments(tmp_path):
         evaluate_folders(tmp_path / "a", tmp_path / "a", num_classes=2, metrics="dice,fancy")
     with pytest.raises(ValueError, match="does not exist"):
         evaluate_folders(tmp_path / "nope", tmp_path / "a", num_classes=2)
+
+
+def test_regions_of_nested_classes_are_scored_instead_of_the_classes(tmp_path):
+    # the 2D Drishti-GS labels: 1 disc outside the cup, 2 cup; the disc region is {1, 2}
+    label = np.zeros((30, 40), np.uint8)
+    label[5:25, 5:25] = 1  # disc: 400 pixels
+    label[10:20, 10:20] = 2  # cup: 100 of them
+    pred = label.copy()
+    pred[10:20, 10:15] = 1  # half the cup called rim: the disc region is exact
+    _png(tmp_path / "labels" / "eye.png", label)
+    _png(tmp_path / "pred" / "eye_seg.png", pred)
+    regions = {"disc": [1, 2], "cup": [2]}
+    result = evaluate_folders(
+        tmp_path / "pred", tmp_path / "labels", bundle="attention_unet", regions=regions, output_dir=tmp_path / "out"
+    )
+    row = result.rows[0]
+    assert row["dice_disc"] == pytest.approx(1.0) and row["dice_cup"] == pytest.approx(2 * 50 / 150)
+    assert row["dice_mean"] == pytest.approx((1.0 + 2 / 3) / 2) and row["hd95_disc"] == pytest.approx(0.0)
+    assert not any(k.endswith(("pancreas", "cancer")) for k in row)  # no per-class columns under other names
+    assert result.summary["task"]["regions"] == {"disc": (1, 2), "cup": (2,)}
+    for bad in ({"disc": []}, {"disc": [0, 1]}, {"disc": [3]}, {"disc": "12"}):
+        with pytest.raises(ValueError, match="region 'disc'"):
+            evaluate_folders(tmp_path / "pred", tmp_path / "labels", bundle="attention_unet", regions=bad)

@@ -80,6 +80,9 @@ ROWS = [{"id": "a", "name": "A", "overrides": "a.json"}, {"id": "b", "name": "B"
         ({"title": "t", "seed": "1", "rows": [{**ROWS[0], "colour": 1}]}, "unknown field"),
         ({"title": "t", "seed": "1", "rows": [ROWS[0], {**ROWS[1], "model_from": "zz"}]}, "'model_from'"),
         ({"title": "t", "seed": "1", "rows": [ROWS[0], {**ROWS[1], "model_from": "a"}]}, "must be that row's"),
+        ({"title": "t", "seed": "1", "rows": ROWS, "regions": {"disc": [0, 1]}}, "'regions'"),
+        ({"title": "t", "seed": "1", "rows": ROWS, "regions": [[1, 2]]}, "'regions'"),
+        ({"title": "t", "seed": "1", "rows": ROWS, "configs": ["gone.json"]}, "gone.json"),
     ],
 )
 def test_bad_tables_are_refused_naming_the_file(tmp_path: Path, content, expected: str):

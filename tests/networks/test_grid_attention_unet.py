@@ -173,3 +173,37 @@ def test_against_monai_attention_unet(spatial_dims):
     # MONAI gates every skip (top level too) at the skip's own resolution; ours gates all but the top one
     n_monai_gates = sum(type(m).__name__ == "AttentionBlock" for m in monai_net.modules())
     assert n_monai_gates == len(FEATURES) - 1 and len(ours.attention_levels) == len(FEATURES) - 2
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_the_experiment_switches_change_the_graph(spatial_dims):
+    """The rows of configs/experiments/ as their JSON gives them: gates off (``[]``), gates on (``null``: all but the
+    top level), two gates per level; a gate-free network's decoder takes the skip features unchanged."""
+    from attnseg_monai.networks import network_config
+
+    size = (16, 16, 8)[:spatial_dims]
+    x = torch.randn(1, 1, *size)
+    off, on, two = (_net(spatial_dims, **kw).eval() for kw in ({"attention_levels": []}, {}, {"attention_heads": 2}))
+    gates = [[m for m in n.modules() if isinstance(m, GridAttentionGate)] for n in (off, on, two)]
+    assert [len(g) for g in gates] == [0, len(FEATURES) - 2, len(FEATURES) - 2]
+    assert all(g.heads == 2 and g.combine is not None for g in gates[2]) and all(g.combine is None for g in gates[1])
+    assert count_parameters(off) < count_parameters(on) < count_parameters(two)
+    assert network_config(off)["attention_levels"] == [] and network_config(on)["attention_levels"] is None
+    # gates off: every skip reaches its decoder level as it is (the same tensor), and no coefficient is made
+    seen = []
+    hooks = [dec.register_forward_pre_hook(lambda m, a: seen.append(a[0])) for dec in off.decoder]
+    with torch.no_grad():
+        off(x)
+    for h in hooks:
+        h.remove()
+    skips, h = [], x
+    with torch.no_grad():
+        for enc in off.encoder:
+            h = enc(h)
+            skips.append(h)
+            h = off.pool(h)
+    for k, cat in enumerate(seen):  # decoder inputs run deepest first: [skip, upsampled]
+        skip = skips[len(skips) - 1 - k]
+        torch.testing.assert_close(cat[:, : skip.shape[1]], skip)
+    assert off.attention_maps(x) == {} and set(two.attention_maps(x)) == {"level1", "level2"}
+    assert all(a.shape[1] == 2 for a in two.attention_maps(x).values())

@@ -1,4 +1,6 @@
-"""Contract settings for :class:`attnseg_monai.networks.nets.grid_attention_unet.GridAttentionUNet`."""
+"""Contract settings for :class:`attnseg_monai.networks.nets.grid_attention_unet.GridAttentionUNet`: the default
+configuration, and the switches the experiment rows use (gates off: ``attention_levels=()``; the authors' two gates
+per level: ``attention_heads=2``)."""
 
 from __future__ import annotations
 
@@ -25,5 +27,19 @@ CASES = [
             {"attention_heads": 0},
             {"dropout": 1.0},
         ],
-    )
+    ),
+    NetCase(
+        name="gridattentionunet",
+        variant="gates_off",
+        kwargs={"features": _FEATURES, "attention_levels": ()},
+        deep_supervision={"deep_supervision": True},
+        deep_supervision_outputs=len(_FEATURES),
+    ),
+    NetCase(
+        name="gridattentionunet",
+        variant="two_heads",
+        kwargs={"features": _FEATURES, "attention_heads": 2},
+        deep_supervision={"deep_supervision": True},
+        deep_supervision_outputs=len(_FEATURES),
+    ),
 ]
