@@ -52,6 +52,7 @@ def test_unet_plus_plus_gives_its_final_map_first_in_training_and_alone_in_eval(
         {"architecture": "BasicUNet"},
         {"architecture": "BasicUNetPlusPlus", "features": FEATURES, "deep_supervision": True},
         {"architecture": "AttentionUnet", "channels": (4, 8, 16), "strides": (2, 2)},
+        {"architecture": "UNet", "channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 2},
     ],
     ids=lambda k: k["architecture"],
 )

@@ -6,6 +6,7 @@ from .cbam import ChannelAttention, SpatialAttention
 from .conv_blocks import DoubleConv
 from .csa import CSABlock, CSAEncoderStage
 from .dual_attention_encoder import DualAttentionStage
+from .full_scale_skip import FullScaleDecoderNode, full_scale_resample
 from .grid_attention import GridAttentionGate
 from .hierarchical_attention import ConvStem, DynamicCalibration, HierarchicalAttentionBlock
 from .hybrid_attention import FullScaleNode, NestedNode, SkipSpatialAttention
@@ -25,6 +26,7 @@ __all__ = [
     "DoubleConv",
     "DualAttentionStage",
     "DynamicCalibration",
+    "FullScaleDecoderNode",
     "FullScaleNode",
     "GridAttentionGate",
     "HierarchicalAttentionBlock",
@@ -39,4 +41,5 @@ __all__ = [
     "SpatialAttention",
     "SpatialReductionAttention",
     "TransformerBlock",
+    "full_scale_resample",
 ]

@@ -8,3 +8,4 @@ from .grid_attention_unet import *  # noqa: F401,F403
 from .han_net import *  # noqa: F401,F403
 from .mcsa_unet import *  # noqa: F401,F403
 from .monai_network import *  # noqa: F401,F403
+from .unet3plus import *  # noqa: F401,F403

@@ -1,6 +1,7 @@
 """MONAI's reference segmentation networks behind this package's network contract, for comparison rows.
 
-A bundle compares its network with MONAI's ``BasicUNet``, ``BasicUNetPlusPlus`` or ``AttentionUnet`` by building
+A bundle compares its network with MONAI's ``BasicUNet``, ``BasicUNetPlusPlus``, ``AttentionUnet`` or ``UNet`` (with
+``num_res_units``: a U-Net of residual units, Kerfoot et al. 2018) by building
 :class:`MonaiNetwork` instead: a registered network, so the record beside the weights describes it (the MONAI class's
 name and every argument, MONAI's defaults filled in) and rebuilds it, and one output convention for the losses and
 inferers of the bundles: a Tensor in eval mode, ``[final, *others]`` in training mode when the MONAI network returns
@@ -38,6 +39,7 @@ MONAI_NETWORKS: dict[str, Callable[[dict[str, Any]], int]] = {
     "BasicUNet": _four_poolings,
     "BasicUNetPlusPlus": _four_poolings,
     "AttentionUnet": _strides,
+    "UNet": _strides,
 }
 _TASK = ("spatial_dims", "in_channels", "out_channels")
 
@@ -55,7 +57,7 @@ class MonaiNetwork(nn.Module):
       map); in training mode, a network that returns several maps (``BasicUNetPlusPlus(deep_supervision=True)``)
       gives ``[final, *the others]``, the final map first as ``monai.losses.DeepSupervisionLoss`` weights it;
     - the contract's checks: ``ValueError`` on unknown names or arguments, ``size_divisible_by`` (16 for the basic
-      U-Nets, the product of the strides for ``AttentionUnet``) checked in ``forward``.
+      U-Nets, the product of the strides for ``AttentionUnet`` and ``UNet``) checked in ``forward``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -63,7 +65,7 @@ class MonaiNetwork(nn.Module):
         out_channels: output channels (logits).
         architecture: the MONAI class, one of :data:`MONAI_NETWORKS`.
         kwargs: the MONAI class's other arguments (e.g. ``features``; ``channels`` and ``strides`` for
-            ``AttentionUnet``).
+            ``AttentionUnet`` and ``UNet``; ``num_res_units`` for ``UNet``).
 
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3, non-positive channel counts, an unknown
@@ -79,6 +81,9 @@ class MonaiNetwork(nn.Module):
         >>> net = MonaiNetwork(3, 1, 2, architecture="AttentionUnet", channels=(8, 16, 32), strides=(2, 2))
         >>> net.size_divisible_by, net.eval()(torch.randn(1, 1, 16, 16, 16)).shape
         (4, torch.Size([1, 2, 16, 16, 16]))
+        >>> net = MonaiNetwork(2, 3, 2, architecture="UNet", channels=(8, 16, 32), strides=(2, 2), num_res_units=2)
+        >>> net.size_divisible_by, net.eval()(torch.randn(1, 3, 32, 32)).shape
+        (4, torch.Size([1, 2, 32, 32]))
     """
 
     def __init__(

@@ -35,4 +35,10 @@ CASES = [
         kwargs={"architecture": "AttentionUnet", "channels": (4, 8, 16), "strides": (2, 2)},
         invalid_kwargs=[{"features": (4, 8, 16)}, {"architecture": "BasicUNet"}],
     ),
+    NetCase(
+        name="monai",
+        variant="UNet",  # residual units: the Res-UNet row of mcsa_unet's comparison table
+        kwargs={"architecture": "UNet", "channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 2, "norm": "batch"},
+        invalid_kwargs=[{"features": (4, 8, 16)}, {"deep_supervision": True}],
+    ),
 ]
