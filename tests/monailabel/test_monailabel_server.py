@@ -299,9 +299,8 @@ def _start(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUB_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] = "false"
-    env["MONAI_LABEL_AUTO_UPDATE_SCORING"] = (
-        "false"  # scoring runs when a test asks (POST /scoring/<name>), not at start
-    )
+    # scoring runs when a test asks for it (POST /scoring/<name>), not when the server starts
+    env["MONAI_LABEL_AUTO_UPDATE_SCORING"] = "false"
     log = root / log_name
     with open(log, "w") as log_file:
         process = subprocess.Popen(
