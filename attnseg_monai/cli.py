@@ -43,13 +43,26 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+_FIRE_WORDS = {"true": True, "false": False, "null": None}
+
+
+def _json_words(value: Any) -> Any:
+    """python-fire parses a JSON object given on the command line itself, turning its bare ``true``, ``false`` and
+    ``null`` into the strings ``'true'``, ``'false'``, ``'null'``: give them their JSON meaning back."""
+    if isinstance(value, dict):
+        return {k: _json_words(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_words(v) for v in value]
+    return _FIRE_WORDS.get(value, value) if isinstance(value, str) else value
+
+
 def _overrides(
     value: Any, option: str = "--overrides", example: str = '{"roi_size": [64, 64]}'
 ) -> dict[str, Any] | None:
     if value is None or value == "":
         return None
     if isinstance(value, dict):
-        return value
+        return _json_words(value)
     if isinstance(value, str):
         try:
             parsed = _json.loads(value)

@@ -113,3 +113,25 @@ def test_evaluate_command(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["failed"] == 1 and summary["metrics"]["dice_1"]["mean"] == pytest.approx(1.0)
     assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "labels")]) == 2
+
+
+def test_json_objects_on_the_command_line_keep_true_false_and_null(tmp_path, capsys):
+    """python-fire turns the bare words of a JSON object into strings; --overrides and --regions give them back."""
+    from attnseg_monai.cli import _overrides
+
+    assert _overrides({"a": "false", "b": ["true", {"c": "null"}], "d": "text", "e": 1}) == {
+        "a": False,
+        "b": [True, {"c": None}],
+        "d": "text",
+        "e": 1,
+    }
+    assert _overrides('{"a": false, "b": null}') == {"a": False, "b": None}
+    label = np.zeros((20, 20), np.uint8)
+    label[4:16, 4:16], label[8:12, 8:12] = 1, 2
+    for folder, name in (("labels", "eye.png"), ("pred", "eye_seg.png")):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(label).save(tmp_path / folder / name)
+    args = ["evaluate", str(tmp_path / "pred"), str(tmp_path / "labels"), "--num_classes", "3", "--pred_postfix", "seg"]
+    assert main([*args, "--json", "--regions", '{"disc": [1, 2], "cup": [2]}']) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["dice_disc"]["mean"] == pytest.approx(1.0) and "dice_1" not in metrics

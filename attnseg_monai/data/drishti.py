@@ -357,7 +357,7 @@ def make_drishti_sample(
     _check_count("annotators", annotators, 1)
     spec = {
         "sample": "drishti_gs",
-        "version": 1,
+        "version": 2,
         "seed": seed,
         "num_train": num_train,
         "num_test": num_test,

@@ -5,12 +5,14 @@ What is drawn, as on a colour fundus photograph of a 30 degree field centred on 
 outside the circular field of view; an orange-red retina, darker towards the rim of the field and at the macula
 (temporal to the disc); the optic disc as a bright yellow-orange, slightly vertically elongated ellipse with a
 soft border; inside it the cup, paler and brighter, off-centre towards the temporal side (cup-to-disc ratios of
-0.35 to 0.75, glaucomatous eyes included); dark-red vessels that leave the disc above and below and cross its rim,
-which is what makes the rim's border hard to find; then blur and noise.
+0.35 to 0.75, glaucomatous eyes included) with a gradual border, the rim's pallor varying so that rim and cup
+brightness overlap; dark-red vessels that leave the disc above and below and cross its rim; uneven illumination;
+then blur and noise.
 
-Each of the simulated annotators marks the disc and the cup as an ellipse close to the true one (its centre moved
-by up to 3 % of the radius, its radii scaled by 0.95 to 1.05); the soft map of a structure is the share of
-annotators who marked the pixel, scaled to 0..255, as in Drishti-GS's ``SoftMap`` files.
+Each of the simulated annotators marks the disc and the cup as an ellipse close to the true one (disc: its centre
+moved by up to 3 % of the radius, its radii scaled by 0.955 to 1.045; cup, whose border is less clear: 7 % and 0.895
+to 1.105); the soft map of a structure is the share of annotators who marked the pixel, scaled to 0..255, as in
+Drishti-GS's ``SoftMap`` files.
 
 Every function takes a :class:`numpy.random.Generator`; the same generator state gives the same pixels.
 """
@@ -47,12 +49,14 @@ def _ellipse(shape: tuple[int, int], cx: float, cy: float, rx: float, ry: float,
     return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
 
 
-def _soft_map(rng: np.random.Generator, shape: tuple[int, int], ellipse: tuple[float, ...], annotators: int):
+def _soft_map(
+    rng: np.random.Generator, shape: tuple[int, int], ellipse: tuple[float, ...], annotators: int, spread: float
+) -> np.ndarray:
     cx, cy, rx, ry, angle = ellipse
     votes = np.zeros(shape, dtype=np.int32)
     for _ in range(annotators):
-        shift = rng.uniform(-0.03, 0.03, size=2) * (rx, ry)
-        scale = rng.uniform(0.95, 1.05, size=2)
+        shift = rng.uniform(-spread, spread, size=2) * (rx, ry)
+        scale = rng.uniform(1.0 - 1.5 * spread, 1.0 + 1.5 * spread, size=2)
         votes += _ellipse(shape, cx + shift[0], cy + shift[1], rx * scale[0], ry * scale[1], angle)
     return np.rint(255.0 * votes / annotators).astype(np.uint8)
 
@@ -131,12 +135,14 @@ def render_fundus(
     green = 0.38 * shade
     blue = 0.12 * shade
 
-    # disc: yellow-orange rim with a soft border; cup: pale and brighter
+    # disc: yellow-orange rim with a soft border, its brightness varying within and between eyes (pallor); cup:
+    # paler, with a gradual border (the cup's edge is judged from the vessels' bend and the pallor on photographs)
     soft_disc = gaussian_blur(disc.astype(np.float32), 0.012 * short)
-    soft_cup = gaussian_blur(cup.astype(np.float32), 0.01 * short)
-    red = red + soft_disc * (0.95 - red) + soft_cup * 0.05
-    green = green + soft_disc * (0.55 - green) + soft_cup * 0.28
-    blue = blue + soft_disc * (0.25 - blue) + soft_cup * 0.35
+    soft_cup = gaussian_blur(cup.astype(np.float32), 0.03 * short)
+    pallor = rng.uniform(0.0, 0.1) + 0.12 * (smooth_noise(rng, height, width, max(4, int(disc_ry // 2))) - 0.5)
+    red = red + soft_disc * (0.95 - red) + soft_cup * 0.03
+    green = green + soft_disc * (0.52 + pallor - green) + soft_cup * 0.16
+    blue = blue + soft_disc * (0.22 + pallor - blue) + soft_cup * 0.2
 
     # vessels: arcades leaving the disc above and below, crossing the rim; thinner branches towards the nasal side
     vessels = Image.new("L", (width, height), 0)
@@ -160,12 +166,15 @@ def render_fundus(
     green = green * (1.0 - 0.7 * vessel)
     blue = blue * (1.0 - 0.6 * vessel)
 
-    rgb = np.stack([red, green, blue], axis=-1) * rng.uniform(0.85, 1.05)
+    # uneven illumination across the field, then the camera's overall exposure
+    tilt = rng.uniform(-1.0, 1.0, size=2)
+    light = 1.0 + 0.12 * (tilt[0] * xx + tilt[1] * yy)
+    rgb = np.stack([red, green, blue], axis=-1) * light[..., None] * rng.uniform(0.85, 1.05)
     rgb = rgb + rng.normal(0.0, 0.015, size=rgb.shape).astype(np.float32)
     rgb = np.where(fov[..., None], rgb, 0.01)
     image = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
-    disc_soft = _soft_map(rng, shape, disc_geom, annotators)
-    cup_soft = _soft_map(rng, shape, cup_geom, annotators)
+    disc_soft = _soft_map(rng, shape, disc_geom, annotators, spread=0.03)
+    cup_soft = _soft_map(rng, shape, cup_geom, annotators, spread=0.07)  # experts disagree more on the cup
     cup_soft = np.minimum(cup_soft, disc_soft)  # no more annotators mark a pixel as cup than as disc
     return FundusImage(image, disc_soft, cup_soft, disc, cup)

@@ -292,7 +292,10 @@ def test_train_json_is_the_quick_recipe_whatever_the_data(tmp_path):
         assert parser.get_parsed_content("val_interval") == 20
         assert parser.get_parsed_content("learning_rate") == 0.003
         # the quick recipe: narrow network, foreground-centred patches x4, Dice + CE, cosine schedule, bf16 autocast
-        assert parser.get_parsed_content("network_def").features == (8, 16, 32, 64, 128)
+        net = parser.get_parsed_content("network_def")
+        assert net.features == (8, 16, 32, 64, 128)
+        # our choice for the quick recipe: one gate per level, a loss on every level's output (paper.json: authors')
+        assert net.gates[0].heads == 1 and net.attention_levels == (1, 2, 3) and net.deep_supervision
         assert parser.get_parsed_content("train#random_transforms#0#neg") == 0
         assert parser.get_parsed_content("train#random_transforms#0#num_samples") == 4
         assert parser.get_parsed_content("loss").loss.lambda_ce == 1.0
@@ -321,7 +324,11 @@ def test_paper_json_is_the_papers_recipe():
     assert parser.get_parsed_content("roi_size") == [160, 160, 96]
     assert parser.get_parsed_content("max_epochs") == parser["paper_epochs"] == 1000
     assert parser.get_parsed_content("val_interval") == 10
-    assert parser.get_parsed_content("network_def").features == (16, 32, 64, 128, 256)
+    net = parser.get_parsed_content("network_def")
+    assert net.features == (16, 32, 64, 128, 256)
+    # the authors' released network: two gates per level ("multi_att"), trained on the fused output only ("dsv")
+    assert net.gates[0].heads == 2 and net.attention_levels == (1, 2, 3) and not net.deep_supervision
+    assert isinstance(net.train()(torch.zeros(2, 1, 16, 16, 16)), torch.Tensor)
     # one patch per case, 2 foreground-centred : 1 background-centred
     assert parser.get_parsed_content("train#random_transforms#0#num_samples") == 1
     assert parser.get_parsed_content("train#random_transforms#0#neg") == 1
