@@ -160,3 +160,45 @@ def test_the_3d_paper_recipe_keeps_its_epochs():
     """The 3D configuration is ours (no TransUNet protocol to match): paper_3d.json keeps 300 epochs."""
     parser = _parser("train.json", "paper.json", "train_3d.json", "paper_3d.json")
     assert parser.get_parsed_content("max_epochs") == 300 and parser.get_parsed_content("val_interval") == 10
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# attnseg experiment's validation cases: labels in the 8 Synapse classes whatever the layout
+
+
+@pytest.mark.parametrize("layout", ["btcv", "transunet"])
+def test_the_experiment_scores_labels_in_the_synapse_classes(tmp_path: Path, layout: str):
+    """The runner's labels hold what LoadSynapsed gives (BTCV ids mapped to 0..8; the label array of a TransUNet
+    .npy.h5 volume), as NIfTI files named like the predictions (``<case>.nii.gz``) in the source geometry."""
+    import nibabel as nib
+    import numpy as np
+
+    from attnseg_monai.data import make_synapse_sample, make_synapse_transunet_sample
+    from attnseg_monai.inference.experiment_eval import labels_folder, validation_items
+    from attnseg_monai.transforms import load_synapse
+
+    data = tmp_path / "data"
+    if layout == "btcv":
+        make_synapse_sample(data, num_cases=3, shape=(32, 32, 16))
+    else:
+        make_synapse_transunet_sample(data, num_train_cases=1, num_test_cases=1, shape=(32, 32, 16))
+    out = tmp_path / "validation"
+    items = validation_items(ROOT, out, str(data), {"ckpt_dir": NO_MODELS})
+    labels = labels_folder(items, out / "labels")
+    listed = json.loads((out / "datalist.json").read_text())["validation"]
+    assert [i["image"] for i in items] == [i["image"] for i in listed] and items
+    for item, source in zip(items, listed):
+        case = Path(source["image"]).name.split(".")[0]  # img0002.nii.gz -> img0002, case0001.npy.h5 -> case0001
+        assert Path(item["label"]).name == f"{case}.nii.gz" and item["image"] == source["image"]
+        written = nib.load(labels / f"{case}.nii.gz")
+        values = np.asarray(written.dataobj)
+        expected = load_synapse(source["label"], "label")[0].numpy()  # what the bundle's validation compares
+        np.testing.assert_array_equal(values, expected)
+        assert values.dtype == np.uint8 and values.max() <= 8
+        if layout == "btcv":
+            raw = nib.load(source["label"])
+            assert np.asarray(raw.dataobj).max() > 8, "the raw phantom holds BTCV ids beyond the 8 classes"
+            np.testing.assert_allclose(written.affine, raw.affine, atol=1e-5)
+    assert sorted(p.name for p in labels.iterdir()) == sorted(
+        f"{Path(i['image']).name.split('.')[0]}.nii.gz" for i in listed
+    )

@@ -1,6 +1,8 @@
-"""``attnseg experiment`` end to end on copies of mcsa_unet and focal_attn_unet: two rows, one epoch, tiny networks
-(``tests/bundles/cases``); the rows' models carry their rows' networks, every row is scored on the same validation
-cases, a rerun trains and evaluates nothing again, and a row can evaluate another row's model with a CRF."""
+"""``attnseg experiment`` end to end on copies of mcsa_unet (both tables), focal_attn_unet, danie and hannet: two rows,
+one epoch, tiny networks (``tests/bundles/cases``); the rows' models carry their rows' networks (MONAI's and UNet 3+
+in mcsa_unet's comparison table), every row is scored on the same validation cases, a rerun trains and evaluates
+nothing again, a row can evaluate another row's model with a CRF, and danie's rows are scored on its embedded raw-BTCV
+phantoms (labels mapped to the 8 Synapse classes). attention_unet's experiment is tested with its bundle."""
 
 from __future__ import annotations
 
@@ -92,3 +94,81 @@ def test_focal_attn_unet_rows_in_parallel_and_a_crf_row_on_another_rows_model(tm
     text = result.table_md.read_text()
     assert "| row | acc | mIoU | inference time (ms) | n |" in text
     assert "| Baseline U-Net (cross-entropy) |" in text and "| U-Net enhanced by CRF |" in text
+
+
+def test_mcsa_unet_comparison_rows_build_monai_and_unet3plus_networks(tmp_path: Path):
+    root = copy_bundle("mcsa_unet", tmp_path)
+    result = run_experiment(
+        root,
+        table="table_comparison",
+        rows="res_unet,unet3plus",
+        epochs=1,
+        out=tmp_path / "table",
+        overrides=overrides("mcsa_unet", "train"),
+        eval_overrides=overrides("mcsa_unet", "infer", net=False),
+        parallel=1,
+        device="cpu",
+        trust_bundle=True,
+        progress=False,
+    )
+    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
+    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    rows = tmp_path / "table" / "rows"
+    res_unet = read_record(rows / "res_unet" / "models" / "model.pt", "mcsa_unet", root).record.network
+    assert res_unet["_target_"].endswith("MonaiNetwork") and res_unet["architecture"] == "UNet"
+    assert res_unet["num_res_units"] == 2 and res_unet["channels"] == [4, 8, 16, 32, 64]
+    unet3plus = read_record(rows / "unet3plus" / "models" / "model.pt", "mcsa_unet", root).record.network
+    assert unet3plus["_target_"].endswith("UNet3Plus") and unet3plus["features"] == [4, 8, 16, 32, 64]
+    for row in result.rows:
+        assert {"mean_dice", "mpa", "miou", "time_ms"} <= set(row.cases[0])
+    assert "| Res-UNet (MONAI UNet, 2 residual units) |" in result.table_md.read_text()
+
+
+def test_danie_two_rows_on_the_embedded_phantoms(tmp_path: Path):
+    root = copy_bundle("danie", tmp_path)
+    result = run_experiment(
+        root,
+        rows="danie,sap_only",
+        epochs=1,
+        out=tmp_path / "table",
+        overrides=overrides("danie", "train"),
+        eval_overrides=overrides("danie", "infer", net=False),
+        parallel=1,
+        device="cpu",
+        trust_bundle=True,
+        progress=False,
+    )
+    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
+    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    network = read_record(
+        tmp_path / "table" / "rows" / "sap_only" / "models" / "model.pt", "danie", root
+    ).record.network
+    assert network["streams"] == "sap"
+    for row in result.rows:
+        assert [c["case"] for c in row.cases] == ["img0003", "img0004"]  # the tiny sample's validation phantoms
+        assert all(0.0 <= c["dice_mean"] <= 1.0 for c in row.cases)
+    text = result.table_md.read_text()
+    assert "| row | DSC | HD95 (mm) | mIoU | ASD (mm) | n |" in text and "SAP only" in text
+
+
+def test_hannet_two_rows(tmp_path: Path):
+    root = copy_bundle("hannet", tmp_path)
+    result = run_experiment(
+        root,
+        rows="hannet,seed_skips",
+        epochs=1,
+        out=tmp_path / "table",
+        overrides=overrides("hannet", "train"),
+        eval_overrides=overrides("hannet", "infer", net=False),
+        parallel=1,
+        device="cpu",
+        trust_bundle=True,
+        progress=False,
+    )
+    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
+    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    network = read_record(tmp_path / "table" / "rows" / "seed_skips" / "models" / "model.pt", "hannet", root)
+    assert network.record.network["skips"] == "seed"
+    for row in result.rows:
+        assert {"dice_mean", "aji", "pq"} <= set(row.cases[0])
+    assert "| Han-Net, seed-literal skips |" in result.table_md.read_text()

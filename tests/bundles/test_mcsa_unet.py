@@ -370,3 +370,90 @@ def test_paper_recipe_on_real_data(tmp_path):
         for patch in transform(item):
             assert patch["image"].shape == (3, 256, 256) and patch["label"].shape == (256, 256)
             assert set(patch["label"].unique().tolist()) == {0, 1}
+
+
+def test_the_seeds_resize_is_a_random_rescaling_of_the_patches_and_a_row_switches_it_off():
+    """Seed 001, Sec. 2.1: resizing, rotations by multiples of 90 degrees and flips; the resize is RandZoomd on the
+    training patches (bilinear image, nearest label, patch size kept); no_resize.json is MCSA-UNet without it."""
+    from monai.transforms import RandZoomd
+
+    def zoom(parser: ConfigParser) -> RandZoomd:
+        found = [t for t in parser.get_parsed_content("train#random_transforms") if isinstance(t, RandZoomd)]
+        assert len(found) == 1
+        return found[0]
+
+    on = zoom(_parser("train.json"))
+    assert on.prob == 0.5 and (on.rand_zoom.min_zoom, on.rand_zoom.max_zoom) == ((0.8,), (1.25,))
+    assert list(on.mode) == ["bilinear", "nearest"] and on.rand_zoom.keep_size
+    assert zoom(_parser("train.json", "paper.json")).prob == 0.5, "both recipes"
+    off = _parser("train.json", "experiments/no_resize.json")
+    assert zoom(off).prob == 0.0
+    assert _switches_of(off.get_parsed_content("network_def")) == ROWS["all"]
+    # a rescaled patch keeps its size and its 0/1 label
+    on.set_random_state(seed=1)
+    on.prob = 1.0
+    label = torch.zeros(1, 64, 64)
+    label[0, 24:40, 24:40] = 1
+    out = on({"image": torch.rand(3, 64, 64), "label": label})
+    assert out["image"].shape == (3, 64, 64) and out["label"].shape == (1, 64, 64)
+    assert set(torch.as_tensor(out["label"]).unique().tolist()) == {0.0, 1.0}
+    assert int(torch.as_tensor(out["label"]).sum()) != 256, "rescaled"
+
+
+# the comparison models of Tab. 2 (table_comparison.json): (network class, architecture or None)
+COMPARISON = {
+    "res_unet": ("MonaiNetwork", "UNet"),
+    "unetplusplus": ("MonaiNetwork", "BasicUNetPlusPlus"),
+    "unet3plus": ("UNet3Plus", None),
+}
+
+
+def test_the_comparison_table_names_its_rows_and_evaluation_overrides():
+    from attnseg_monai.inference.experiment_spec import check_metrics, load_table
+
+    table = load_table(ROOT, "table_comparison")
+    assert [r.id for r in table.rows] == ["unet", "res_unet", "unetplusplus", "unet3plus", "all"]
+    assert table.metrics == ["mean_dice", "mpa", "miou", "time_ms"]
+    check_metrics(table, ROOT)
+    ablation = {r.id: r for r in load_table(ROOT).rows}
+    for row in table.rows:
+        if row.id in ablation:  # the same files as Tab. 1's rows, so one --out trains them once
+            assert row.overrides == ablation[row.id].overrides and not row.evaluation
+        else:
+            expected = "unet3plus_inference.json" if row.id == "unet3plus" else "monai_inference.json"
+            assert [p.name for p in row.evaluation] == [expected]
+
+
+@pytest.mark.parametrize("row", list(COMPARISON))
+@pytest.mark.parametrize("recipe", ["quick", "paper"])
+def test_a_comparison_row_builds_its_network_at_the_recipes_widths(row: str, recipe: str):
+    from attnseg_monai.bundle.record import BundleRecord
+
+    files = ["train.json", *(["paper.json"] if recipe == "paper" else []), f"experiments/{row}.json"]
+    parser = _parser(*files)
+    widths = parser.get_parsed_content("features")
+    cls, architecture = COMPARISON[row]
+    if recipe == "paper":
+        with torch.device("meta"):
+            net = parser.get_parsed_content("network_def")
+        assert type(net).__name__ == cls
+        config = network_config(net)
+        assert config.get("channels", config.get("features"))[:5] == widths == [64, 128, 256, 512, 1024]
+        return
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def")
+    assert type(net).__name__ == cls and getattr(net, "architecture", None) == architecture
+    config = network_config(net)
+    assert config.get("channels", config.get("features"))[:5] == widths == [16, 32, 64, 128, 256]
+    assert config["norm"] == "batch" and config["act"] == "relu", "the bundle's units: only the architecture differs"
+    x, label = torch.rand(2, 3, 64, 64), torch.randint(0, 2, (2, 64, 64))
+    out = net.train()(x)
+    assert isinstance(out, torch.Tensor), "one map for the bundle's cross-entropy"
+    loss = parser.get_parsed_content("loss")(out, label)
+    loss.backward()
+    with torch.no_grad():
+        assert net.eval()(x).shape == (2, 2, 64, 64)
+    record = parser.get_parsed_content("record").record_for(net)
+    rebuilt = BundleRecord.from_dict(json.loads(record.to_json())).build_network()
+    assert network_config(rebuilt) == config
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
