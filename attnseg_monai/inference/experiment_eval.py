@@ -2,8 +2,10 @@
 
 - :func:`validation_items`: the bundle's own ``validate#datalist`` of ``train.json`` resolved in this process (with
   the experiment's ``--dataset_dir``, overrides and the table's ``configs``; the embedded sample is generated here,
-  once, before trainings run in parallel); :func:`labels_folder` links their labels under their image's name for
-  ``attnseg evaluate``; :func:`same_split` checks that a row trained on that split.
+  once, before trainings run in parallel; a bundle with a loader of its own, ``validate#load``, has its labels written
+  in its classes first, e.g. danie's raw BTCV ids mapped to the 8 Synapse organs); :func:`labels_folder` links their
+  labels under their image's name for ``attnseg evaluate``; :func:`same_split` checks that a row trained on that
+  split.
 - :func:`evaluate_row`: the row's ``model.pt`` (built from its record) segments the validation images through
   ``attnseg infer``'s predictor with the bundle's ``inference.json`` plus the row's ``evaluation`` configs, after an
   untimed warm-up image; :func:`~attnseg_monai.inference.evaluate.evaluate_folders` scores each case with the metrics
