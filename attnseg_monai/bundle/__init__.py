@@ -19,6 +19,7 @@ from .record import (
     read_record,
     record_path,
     starting_record,
+    training_augmentation,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "read_record",
     "record_path",
     "starting_record",
+    "training_augmentation",
 ]

@@ -6,7 +6,9 @@ same save. It holds what shaped the weights and what must agree at inference:
 
 - ``network``: the network's ``_target_`` and every constructor argument (``attnseg_monai.networks.network_config``);
 - ``preprocessing``: the settings inference must repeat (spacing, intensity window, window/slice/working size);
-- ``classes``: the ``channel_def`` the model was trained for; ``bundle``, ``version``, ``recipe``, software versions.
+- ``classes``: the ``channel_def`` the model was trained for; ``bundle``, ``version``, ``recipe``, software versions;
+- ``augmentation``: the random flips and quarter turns of training (:func:`training_augmentation`), which tell
+  test-time augmentation which views the network has seen.
 
 The checkpoint itself stays a plain state dict, as the MONAI model zoo ships it, so ``monai.bundle.load``, MONAI Label
 and ``torch.load`` read it as before. Consumers build from the record of the checkpoint they load
@@ -52,6 +54,7 @@ __all__ = [
     "record_path",
     "starting_record",
     "state_dict_of",
+    "training_augmentation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class BundleRecord:
     version: str | None = None
     software: dict[str, str] = field(default_factory=dict)
     created: str | None = None
+    augmentation: dict[str, Any] = field(default_factory=dict)
     format: str = RECORD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +129,7 @@ class BundleRecord:
         network = data.get("network")
         if not isinstance(network, Mapping) or not isinstance(network.get("_target_"), str):
             raise RecordError(f"{source}: the record has no network ('network' with a '_target_').")
-        for name in ("preprocessing", "classes", "software"):
+        for name in ("preprocessing", "classes", "software", "augmentation"):
             if not isinstance(data.get(name, {}), Mapping):
                 raise RecordError(f"{source}: record field {name!r} must be a JSON object.")
         return cls(**{k: v for k, v in data.items()})
@@ -220,6 +224,49 @@ def _channel_def(metadata: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in (pred.get("channel_def") or {}).items()}
 
 
+def _transforms_of(node: Any) -> list[Any]:
+    """Every transform inside ``node`` (a Compose, OneOf, RandomOrder, list or single transform), depth first."""
+    if isinstance(node, (list, tuple)):
+        return [t for item in node for t in _transforms_of(item)]
+    inner = getattr(node, "transforms", None)
+    if isinstance(inner, (list, tuple)):
+        return [t for item in inner for t in _transforms_of(item)]
+    return [node]
+
+
+def training_augmentation(transforms: Any) -> dict[str, Any]:
+    """The random flips and quarter turns among ``transforms`` (a bundle's training Compose), as JSON data:
+    ``{"flip_axes": [spatial axes] or "all", "rot90_planes": [[a, b], ...]}`` (only what has a probability > 0).
+
+    MONAI's ``RandFlip(d)`` gives its ``spatial_axis`` (``None``: every axis), ``RandAxisFlip(d)`` every axis,
+    ``RandRotate90(d)`` its ``spatial_axes`` plane. Recorded with the weights, it tells test-time augmentation which
+    mirrorings the network saw (:func:`attnseg_monai.inferers.ensemble.trained_symmetries`)."""
+    flips: set[int] = set()
+    every_axis = False
+    planes: list[list[int]] = []
+    for t in _transforms_of(transforms):
+        if float(getattr(t, "prob", 0.0) or 0.0) <= 0.0:
+            continue
+        name = type(t).__name__
+        if name in ("RandAxisFlip", "RandAxisFlipd"):
+            every_axis = True
+        elif name in ("RandFlip", "RandFlipd"):
+            flipper = getattr(t, "flipper", t)
+            axis = getattr(flipper, "spatial_axis", None)
+            if axis is None:
+                every_axis = True
+            else:
+                flips.update(int(a) for a in ((axis,) if isinstance(axis, int) else axis))
+        elif name in ("RandRotate90", "RandRotate90d") and int(getattr(t, "max_k", 3)) >= 1:
+            plane = [int(a) for a in getattr(t, "spatial_axes", (0, 1))]
+            if plane not in planes:
+                planes.append(plane)
+    found: dict[str, Any] = {"flip_axes": "all" if every_axis else sorted(flips)}
+    if planes:
+        found["rot90_planes"] = planes
+    return found
+
+
 class RecordSpec:
     """What a bundle's training records beside each checkpoint it writes (used by the checkpoint savers).
 
@@ -231,6 +278,8 @@ class RecordSpec:
         classes: the classes the network is trained for (``{"0": "background", ...}``), where a configuration of the
             bundle has other classes than its ``channel_def`` (attention_unet's 2D Drishti-GS configuration); default
             the bundle's ``channel_def``.
+        train_transforms: the training transforms (``"@train#preprocessing"``): their random flips and quarter turns
+            are recorded as ``augmentation`` (:func:`training_augmentation`); ``None`` records none.
 
     Example (train.json)::
 
@@ -248,8 +297,10 @@ class RecordSpec:
         recipe: str | None = None,
         preprocessing: Mapping[str, Any] | None = None,
         classes: Mapping[Any, Any] | None = None,
+        train_transforms: Any = None,
     ) -> None:
         metadata = _bundle_metadata(bundle_root)
+        self.augmentation = {} if train_transforms is None else training_augmentation(train_transforms)
         self.bundle = str(bundle)
         self.version = str(metadata.get("version", ""))
         self.classes = _channel_def(metadata) if classes is None else {str(k): str(v) for k, v in classes.items()}
@@ -266,6 +317,7 @@ class RecordSpec:
             network=network_config(network),
             preprocessing=dict(self.preprocessing),
             classes=dict(self.classes),
+            augmentation=dict(self.augmentation),
             recipe=self.recipe,
             version=self.version,
             software=_versions(),

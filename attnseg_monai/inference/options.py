@@ -69,8 +69,12 @@ class ModelSettings:
     folds: Any = _setting(
         None, "ensemble of fold models: all (every models/fold_<k>/model.pt) or fold numbers, e.g. 0,1,2."
     )
-    tta: bool = _setting(False, "test-time augmentation: average over mirrorings (2D: 4, 3D: 8).")
-    tta_axes: Any = _setting(None, "spatial axes mirrored by --tta, e.g. 0,1 (default: all).")
+    tta: bool = _setting(
+        False, "test-time augmentation: average over the mirrorings training used (at most 2D: 4, 3D: 8)."
+    )
+    tta_axes: Any = _setting(
+        None, "spatial axes mirrored by --tta, e.g. 0,1 (default: those the training mirrored, from the record)."
+    )
     tta_rotate: bool = _setting(False, "with --tta, also the 90-degree rotations of 2D images (x4).")
 
     def __post_init__(self) -> None:

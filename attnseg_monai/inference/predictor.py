@@ -40,7 +40,9 @@ from typing import Any
 
 import torch
 
+from ..bundle.record import read_record
 from ..inferers import tta_transforms
+from ..inferers.ensemble import Augmentation, trained_symmetries
 from ..io.suffixes import BUNDLE_LOADER_SUFFIXES
 from .bundle_loader import BundleParts, load_bundle
 from .errors import InputError
@@ -99,6 +101,7 @@ class BundlePredictor:
         self.tta, self.tta_axes, self.tta_rotate = settings.tta, int_list(settings.tta_axes, "tta_axes"), tta_rotate
         self._parts: BundleParts | None = None
         self.members: list[torch.nn.Module] = []
+        self.augmentations: list[Augmentation] | None = None  # test-time augmentation, set by from_bundle
 
     # ------------------------------------------------------------------ set-up
     def from_bundle(
@@ -132,8 +135,56 @@ class BundlePredictor:
             self._parts, self.members, digest = load_members(bundle, checkpoints, precision=self.precision, **options)
             self._parts.checkpoint_sha256 = digest
         if self.tta:  # an axis or rotation that does not fit the network fails here, before any output
-            tta_transforms(self._parts.spatial_dims, self.tta_axes, self.tta_rotate)
+            paths = checkpoints if checkpoints is not None else [self._parts.checkpoint]
+            self.augmentations = self._tta_plan([Path(c) for c in paths if c is not None])
         return self
+
+    def _tta_plan(self, checkpoints: list[Path]) -> list[Augmentation]:
+        """The augmentations of ``--tta``: the given ``tta_axes``, else the axes every member's training mirrored
+        (its record's ``augmentation``; all axes, with a warning, when a record does not say).
+
+        Raises:
+            ValueError: an axis or rotation that does not fit the network, or members trained without mirroring and no
+                ``tta_axes`` given (TTA would only repeat the identity).
+        """
+        dims = self.parts.spatial_dims
+        if self.tta_axes is not None:
+            return tta_transforms(dims, self.tta_axes, self.tta_rotate)
+        augmentations = []
+        for checkpoint in checkpoints:
+            record = read_record(checkpoint).record if checkpoint.is_file() else None
+            if record is None or not record.augmentation:
+                logger.warning(
+                    "%s: the checkpoint's record does not say which axes training mirrored; --tta mirrors every "
+                    "spatial axis (give --tta_axes to choose).",
+                    checkpoint,
+                )
+                return tta_transforms(dims, None, self.tta_rotate)
+            augmentations.append((checkpoint, record.augmentation))
+        if not augmentations:
+            return tta_transforms(dims, None, self.tta_rotate)
+        axes = set(range(dims))
+        turns = True
+        for _, augmentation in augmentations:
+            mirrored, turned = trained_symmetries(dims, augmentation)
+            axes &= set(mirrored)
+            turns = turns and turned
+        if not axes and not self.tta_rotate:
+            checkpoint, augmentation = augmentations[0]
+            raise ValueError(
+                f"{self.parts.name}: training mirrored no axis (record of {checkpoint}: augmentation {augmentation}), "
+                "so --tta would only repeat the identity: give --tta_axes (e.g. --tta_axes 0) to mirror anyway, or "
+                "leave out --tta."
+            )
+        if self.tta_rotate and not turns:
+            logger.warning(
+                "%s: --tta_rotate turns the images by quarter turns, which training never did (records of %s).",
+                self.parts.name,
+                ", ".join(str(c) for c, _ in augmentations),
+            )
+        chosen = sorted(axes)
+        logger.info("%s: --tta mirrors axes %s, the ones training mirrored", self.parts.name, chosen)
+        return tta_transforms(dims, chosen, self.tta_rotate)
 
     @property
     def parts(self) -> BundleParts:
@@ -177,8 +228,7 @@ class BundlePredictor:
         return record
 
     def _segmenter(self, run: RunSettings) -> CaseSegmenter:
-        augmentations = tta_transforms(self.parts.spatial_dims, self.tta_axes, self.tta_rotate) if self.tta else None
-        return CaseSegmenter(self.parts, self.device, run, self.members, augmentations)
+        return CaseSegmenter(self.parts, self.device, run, self.members, self.augmentations if self.tta else None)
 
     def _settings(self, run: RunSettings) -> dict[str, Any]:
         return {
@@ -189,9 +239,7 @@ class BundlePredictor:
             "output_ext": run.output_ext,
             "save_uncertainty": run.save_uncertainty,
             "members": len(self.members),
-            "tta": [a.name for a in tta_transforms(self.parts.spatial_dims, self.tta_axes, self.tta_rotate)]
-            if self.tta
-            else None,
+            "tta": [a.name for a in self.augmentations] if self.tta and self.augmentations else None,
         }
 
     # ------------------------------------------------------------------ in-memory

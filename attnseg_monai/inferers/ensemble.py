@@ -26,7 +26,7 @@ import torch
 
 from .slab import class_probabilities
 
-__all__ = ["Augmentation", "ProbabilityEnsemble", "entropy", "tta_transforms"]
+__all__ = ["Augmentation", "ProbabilityEnsemble", "entropy", "trained_symmetries", "tta_transforms"]
 
 _EPS = 1e-12
 
@@ -81,6 +81,49 @@ def tta_transforms(dims: int, axes: Sequence[int] | None = None, rotations: bool
     flips = [combo for r in range(len(chosen) + 1) for combo in itertools.combinations(chosen, r)]
     turns = range(4) if rotations else range(1)
     return [Augmentation(tuple(f), k) for k in turns for f in flips]
+
+
+def _signed_permutation(dims: int, flips: Sequence[int] = (), plane: Sequence[int] | None = None) -> tuple:
+    """An axis flip or a quarter turn as a signed permutation of the ``dims`` axes: ``((source axis, sign), ...)``."""
+    if plane is not None:
+        a, b = plane
+        out = [(i, 1) for i in range(dims)]
+        out[a], out[b] = (b, -1), (a, 1)
+        return tuple(out)
+    return tuple((i, -1 if i in flips else 1) for i in range(dims))
+
+
+def _compose(f: tuple, g: tuple) -> tuple:
+    return tuple((g[src][0], sign * g[src][1]) for src, sign in f)
+
+
+def trained_symmetries(dims: int, augmentation: dict) -> tuple[tuple[int, ...], bool]:
+    """What training's random flips and quarter turns showed the network: ``(mirrored axes, quarter turns)``.
+
+    ``augmentation`` is a record's ``augmentation`` (``{"flip_axes": [...], "rot90_planes": [[a, b], ...]}``, see
+    :func:`attnseg_monai.bundle.training_augmentation`). The flips and turns generate a group of signed axis
+    permutations; an axis is *mirrored* when mirroring it alone is in that group (hannet flips x and y; mcsa_unet flips
+    x and turns by quarters, which makes the y mirror a member too), and *quarter turns* are seen when the turn of
+    the first two axes is. Test-time augmentation should average over these only: a view training never showed
+    (attention_unet upside down along z) costs accuracy (docs/inference.md).
+    """
+    flips = augmentation.get("flip_axes", [])
+    flips = list(range(dims)) if flips == "all" else [int(a) for a in flips if 0 <= int(a) < dims]
+    planes = [tuple(int(a) for a in p) for p in augmentation.get("rot90_planes", [])]
+    generators = [_signed_permutation(dims, (a,)) for a in flips]
+    generators += [_signed_permutation(dims, plane=p) for p in planes if all(0 <= a < dims for a in p)]
+    identity = _signed_permutation(dims)
+    group, frontier = {identity}, [identity]
+    while frontier:
+        element = frontier.pop()
+        for g in generators:
+            new = _compose(element, g)
+            if new not in group:
+                group.add(new)
+                frontier.append(new)
+    mirrored = tuple(a for a in range(dims) if _signed_permutation(dims, (a,)) in group)
+    turns = dims >= 2 and _signed_permutation(dims, plane=(0, 1)) in group
+    return mirrored, turns
 
 
 def entropy(probs: torch.Tensor, dim: int = 1) -> torch.Tensor:

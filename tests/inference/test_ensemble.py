@@ -12,13 +12,14 @@ import tifffile
 import torch
 from torch import nn
 
-from attnseg_monai.bundle import BUNDLES_DIR, RecordSpec, record_path
+from attnseg_monai.bundle import BUNDLES_DIR, RecordSpec, record_path, training_augmentation
 from attnseg_monai.cli import main
 from attnseg_monai.inference import MANIFEST_NAME, BundlePredictor
 from attnseg_monai.inference.errors import CheckpointError
 from attnseg_monai.inference.members import fold_checkpoints
 from attnseg_monai.inference.rank import rank_cases
 from attnseg_monai.inferers import ProbabilityEnsemble, entropy, tta_transforms
+from attnseg_monai.inferers.ensemble import trained_symmetries
 
 from .helpers import HANNET_OVERRIDES, QUIET, save_tiny_hannet_checkpoint, write_png
 
@@ -160,3 +161,61 @@ def test_cli_tta_uncertainty_then_rank(hannet_checkpoint, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["case"] == "a" and rows[0]["score"] == rows[0]["mutual_information"]
     assert main([*args, "--tta_axes", "0"]) == 2  # axes without --tta: refused
+
+
+def _with_augmentation(source: Path, dest: Path, augmentation: dict | None) -> Path:
+    """A copy of a tiny hannet checkpoint whose record says how training flipped and turned (None: no record)."""
+    dest.write_bytes(Path(source).read_bytes())
+    if augmentation is not None:
+        net = BundlePredictor(device="cpu").from_bundle("hannet", checkpoint=source, overrides=HANNET_OVERRIDES)
+        record = RecordSpec("hannet", BUNDLES_DIR / "hannet").record_for(net.parts.network)
+        record.augmentation = augmentation
+        record.write(record_path(dest))
+    return dest
+
+
+def test_training_augmentation_is_recorded_from_the_bundles_transforms():
+    from monai.bundle import ConfigParser
+
+    found = {}
+    for name in ("hannet", "mcsa_unet", "focal_attn_unet", "attention_unet", "danie"):
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES_DIR / name / "configs" / "train.json"))
+        parser["bundle_root"] = str(BUNDLES_DIR / name)
+        found[name] = training_augmentation(parser.get_parsed_content("train#preprocessing", instantiate=True))
+    assert found["hannet"] == {"flip_axes": [0, 1], "rot90_planes": [[0, 1]]}
+    assert found["attention_unet"] == {"flip_axes": [0, 1]}  # never z
+    assert found["focal_attn_unet"] == {"flip_axes": []}  # chest X-rays are not mirrored
+    assert trained_symmetries(2, found["mcsa_unet"]) == ((0, 1), True)  # x flips and quarter turns: y mirror too
+    assert trained_symmetries(3, found["attention_unet"]) == ((0, 1), False)
+    assert trained_symmetries(2, {"rot90_planes": [[0, 1]]}) == ((), True)  # turns alone never mirror
+    assert trained_symmetries(3, {"flip_axes": "all"}) == ((0, 1, 2), False)
+
+
+def test_tta_mirrors_the_axes_training_mirrored(hannet_checkpoint, tmp_path, caplog):
+    only_x = _with_augmentation(hannet_checkpoint, tmp_path / "x.pt", {"flip_axes": [0]})
+    predictor = BundlePredictor(device="cpu", tta=True).from_bundle(
+        "hannet", checkpoint=only_x, overrides=HANNET_OVERRIDES
+    )
+    assert [a.name for a in predictor.augmentations] == ["identity", "flip0"]
+    given = BundlePredictor(device="cpu", tta=True, tta_axes=[0, 1]).from_bundle(
+        "hannet", checkpoint=only_x, overrides=HANNET_OVERRIDES
+    )
+    assert len(given.augmentations) == 4  # --tta_axes wins over the record
+    # an ensemble mirrors what every member saw
+    both = _with_augmentation(hannet_checkpoint, tmp_path / "xy.pt", {"flip_axes": [0, 1]})
+    ensemble = BundlePredictor(device="cpu", tta=True).from_bundle(
+        "hannet", checkpoint=[both, only_x], overrides=HANNET_OVERRIDES
+    )
+    assert [a.name for a in ensemble.augmentations] == ["identity", "flip0"]
+    # no mirroring in training: refused before any output, with the remedy
+    none = _with_augmentation(hannet_checkpoint, tmp_path / "none.pt", {"flip_axes": []})
+    with pytest.raises(ValueError, match="--tta_axes"):
+        BundlePredictor(device="cpu", tta=True).from_bundle("hannet", checkpoint=none, overrides=HANNET_OVERRIDES)
+    # a record that does not say: every axis, with a warning
+    plain = _with_augmentation(hannet_checkpoint, tmp_path / "plain.pt", None)
+    with caplog.at_level("WARNING"):
+        unknown = BundlePredictor(device="cpu", tta=True).from_bundle(
+            "hannet", checkpoint=plain, overrides=HANNET_OVERRIDES
+        )
+    assert len(unknown.augmentations) == 4 and "does not say which axes" in caplog.text
