@@ -1,6 +1,8 @@
 # usage: bash benchmarks/tta_folds.sh <bundle>   (from any folder, in the environment of the README)
 # Trains the bundle and its 5 folds on its default data, infers its held-out validation items four ways (single,
 # --tta, --folds all, both) with --save_uncertainty and scores them with attnseg evaluate --bundle (docs/inference.md).
+# TTA="--tta --tta_axes 0" sets the TTA flags (default --tta: the axes training mirrored; focal_attn_unet mirrors
+# none in training, so --tta alone is refused there).
 set -e
 b=$1
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ for i in val:
     shutil.copy(i["label"], f"/tmp/m_{b}_labels/")
 print(b, len(val), "validation items")
 PY
-for run in "single:" "single_tta:--tta" "folds:--folds all" "folds_tta:--folds all --tta"; do
+tta=${TTA:---tta}
+for run in "single:" "single_tta:$tta" "folds:--folds all" "folds_tta:--folds all $tta"; do
   name=${run%%:*}; flags=${run#*:}
   rm -rf /tmp/m_${b}_out_$name
   /usr/bin/time -f "$b $name infer %e s" python -m attnseg_monai infer $b /tmp/m_${b}_val.json /tmp/m_${b}_out_$name $flags --save_uncertainty --num_workers 0 --noprogress > /tmp/m_${b}_infer_$name.log 2>&1
