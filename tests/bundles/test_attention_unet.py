@@ -260,14 +260,27 @@ def test_evaluation_metrics_per_organ_in_mm(tmp_path):
 def test_no_setting_depends_on_where_the_data_lies():
     """``use_embedded_data`` chooses (or generates) the data and nothing else; no side file records a recipe."""
     data_ids = {"datalist", "train#datalist", "validate#datalist"}
-    for name in ("train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json"):
+    names = ("train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json")
+    for name in (*names, "train_2d.json", "inference_2d.json", "evaluate_2d.json"):
         text = (CONFIGS / name).read_text()
         assert "recipe.json" not in text and "write_recipe" not in text, name
         users = {i for i, v in config_strings(json.loads(text)) if "@use_embedded_data" in v}
         assert users <= data_ids, f"{name}: {sorted(users - data_ids)} switch on the data folder"
 
 
-@pytest.mark.parametrize("name", ["train.json", "paper.json", "inference.json", "evaluate.json", "save_attention.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train.json",
+        "paper.json",
+        "inference.json",
+        "evaluate.json",
+        "save_attention.json",
+        "train_2d.json",
+        "inference_2d.json",
+        "evaluate_2d.json",
+    ],
+)
 def test_configs_call_helpers_not_clever_expressions(name: str):
     """Side effects are not sequenced in lists (``[f(), g(), x][-1]``), datalists are one helper call with plain
     arguments (no ``x if c else y``), and the per-class metrics take a helper, not a nested lambda."""
