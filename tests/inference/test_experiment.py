@@ -43,8 +43,11 @@ def test_the_seed_tables():
         ("sa", "+SA"),
         ("res", "+Res"),
         ("all", "MCSA-UNet"),
+        ("no_resize", "MCSA-UNet without resize augmentation"),
     ]
     assert all(r.overrides.name == f"{r.id}.json" and r.trains for r in mcsa.rows)
+    comparison = load_table(BUNDLES_DIR / "mcsa_unet", "table_comparison")
+    assert [r.id for r in comparison.rows] == ["unet", "res_unet", "unetplusplus", "unet3plus", "all"]
     focal = load_table(BUNDLES_DIR / "focal_attn_unet")
     assert focal.seed == "002" and focal.metrics == ["acc", "miou", "time_ms"]
     assert [r.id for r in focal.rows] == ["unet_ce", "focal", "attention", "dilation", "crf"]
