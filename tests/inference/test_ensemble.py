@@ -186,6 +186,7 @@ def test_training_augmentation_is_recorded_from_the_bundles_transforms():
     assert found["hannet"] == {"flip_axes": [0, 1], "rot90_planes": [[0, 1]]}
     assert found["attention_unet"] == {"flip_axes": [0, 1]}  # never z
     assert found["focal_attn_unet"] == {"flip_axes": []}  # chest X-rays are not mirrored
+    assert found["danie"] == {"flip_axes": []}  # the quick recipe's rot_flip_prob is 0 (paper.json: 0.5)
     assert trained_symmetries(2, found["mcsa_unet"]) == ((0, 1), True)  # x flips and quarter turns: y mirror too
     assert trained_symmetries(3, found["attention_unet"]) == ((0, 1), False)
     assert trained_symmetries(2, {"rot90_planes": [[0, 1]]}) == ((), True)  # turns alone never mirror
