@@ -5,10 +5,12 @@ training with ``--fold k`` into that folder); ``--folds 0,2`` takes those folds;
 those files. Each member is the network its record describes (members may differ in width), loaded strictly. They
 must agree on what they predict and how the input is prepared: the same classes (the records' ``classes``, else the
 networks' output channels) and the same recorded preprocessing; otherwise the run stops before anything is written.
+Their records also say what ``--tta`` mirrors (:func:`member_tta`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,12 +19,16 @@ from typing import Any
 from torch import nn
 
 from ..bundle.record import read_record
+from ..inferers import tta_transforms
+from ..inferers.ensemble import Augmentation, trained_symmetries
 from ..io.atomic import sha256_bytes
 from .bundle_loader import BundleParts, load_bundle, resolve_bundle
 from .errors import BundleError, CheckpointError
 from .options import int_list
 
-__all__ = ["fold_checkpoints", "load_members", "member_checkpoints"]
+__all__ = ["fold_checkpoints", "load_members", "member_checkpoints", "member_tta"]
+
+logger = logging.getLogger(__name__)
 
 FOLD_PREFIX = "fold_"
 
@@ -131,3 +137,48 @@ def load_members(
     _agreement(loaded)
     digest = sha256_bytes("".join(p.checkpoint_sha256 or "" for p in loaded).encode())
     return loaded[0], [p.network for p in loaded], digest
+
+
+def member_tta(name: str, dims: int, checkpoints: Sequence[Path], axes: Any, rotate: bool) -> list[Augmentation]:
+    """The augmentations of ``--tta`` for the members ``checkpoints`` of bundle ``name``: the given ``axes``, else the
+    axes every member's training mirrored (its record's ``augmentation``; every axis, with a warning, when a record
+    does not say).
+
+    Raises:
+        ValueError: an axis or rotation that does not fit ``dims``, or members trained without mirroring and no
+            ``axes`` given (TTA would only repeat the identity).
+    """
+    if axes is not None:
+        return tta_transforms(dims, axes, rotate)
+    augmentations = []
+    for checkpoint in checkpoints:
+        record = read_record(checkpoint).record if checkpoint.is_file() else None
+        if record is None or not record.augmentation:
+            logger.warning(
+                "%s: the checkpoint's record does not say which axes training mirrored; --tta mirrors every "
+                "spatial axis (give --tta_axes to choose).",
+                checkpoint,
+            )
+            return tta_transforms(dims, None, rotate)
+        augmentations.append((checkpoint, record.augmentation))
+    if not augmentations:
+        return tta_transforms(dims, None, rotate)
+    mirrored, turns = set(range(dims)), True
+    for _, augmentation in augmentations:
+        axes_seen, turned = trained_symmetries(dims, augmentation)
+        mirrored &= set(axes_seen)
+        turns = turns and turned
+    if not mirrored and not rotate:
+        checkpoint, augmentation = augmentations[0]
+        raise ValueError(
+            f"{name}: training mirrored no axis (record of {checkpoint}: augmentation {augmentation}), so --tta "
+            "would only repeat the identity: give --tta_axes (e.g. --tta_axes 0) to mirror anyway, or leave out --tta."
+        )
+    if rotate and not turns:
+        logger.warning(
+            "%s: --tta_rotate turns the images by quarter turns, which training never did (records of %s).",
+            name,
+            ", ".join(str(c) for c, _ in augmentations),
+        )
+    logger.info("%s: --tta mirrors axes %s, the ones training mirrored", name, sorted(mirrored))
+    return tta_transforms(dims, sorted(mirrored), rotate)

@@ -40,16 +40,14 @@ from typing import Any
 
 import torch
 
-from ..bundle.record import read_record
-from ..inferers import tta_transforms
-from ..inferers.ensemble import Augmentation, trained_symmetries
+from ..inferers.ensemble import Augmentation
 from ..io.suffixes import BUNDLE_LOADER_SUFFIXES
 from .bundle_loader import BundleParts, load_bundle
 from .errors import InputError
 from .inputs import CaseInput, collect_inputs
 from .loading import iterate_cases
 from .manifest import Manifest
-from .members import load_members, member_checkpoints
+from .members import load_members, member_checkpoints, member_tta
 from .options import ModelSettings, RunSettings, SlideSettings, int_list, resolve_device, split_settings
 from .outputs import OutputPlan, subject_of
 from .segment import CaseSegmenter
@@ -136,55 +134,11 @@ class BundlePredictor:
             self._parts.checkpoint_sha256 = digest
         if self.tta:  # an axis or rotation that does not fit the network fails here, before any output
             paths = checkpoints if checkpoints is not None else [self._parts.checkpoint]
-            self.augmentations = self._tta_plan([Path(c) for c in paths if c is not None])
+            checkpoints_used = [Path(c) for c in paths if c is not None]
+            self.augmentations = member_tta(
+                self._parts.name, self._parts.spatial_dims, checkpoints_used, self.tta_axes, self.tta_rotate
+            )
         return self
-
-    def _tta_plan(self, checkpoints: list[Path]) -> list[Augmentation]:
-        """The augmentations of ``--tta``: the given ``tta_axes``, else the axes every member's training mirrored
-        (its record's ``augmentation``; all axes, with a warning, when a record does not say).
-
-        Raises:
-            ValueError: an axis or rotation that does not fit the network, or members trained without mirroring and no
-                ``tta_axes`` given (TTA would only repeat the identity).
-        """
-        dims = self.parts.spatial_dims
-        if self.tta_axes is not None:
-            return tta_transforms(dims, self.tta_axes, self.tta_rotate)
-        augmentations = []
-        for checkpoint in checkpoints:
-            record = read_record(checkpoint).record if checkpoint.is_file() else None
-            if record is None or not record.augmentation:
-                logger.warning(
-                    "%s: the checkpoint's record does not say which axes training mirrored; --tta mirrors every "
-                    "spatial axis (give --tta_axes to choose).",
-                    checkpoint,
-                )
-                return tta_transforms(dims, None, self.tta_rotate)
-            augmentations.append((checkpoint, record.augmentation))
-        if not augmentations:
-            return tta_transforms(dims, None, self.tta_rotate)
-        axes = set(range(dims))
-        turns = True
-        for _, augmentation in augmentations:
-            mirrored, turned = trained_symmetries(dims, augmentation)
-            axes &= set(mirrored)
-            turns = turns and turned
-        if not axes and not self.tta_rotate:
-            checkpoint, augmentation = augmentations[0]
-            raise ValueError(
-                f"{self.parts.name}: training mirrored no axis (record of {checkpoint}: augmentation {augmentation}), "
-                "so --tta would only repeat the identity: give --tta_axes (e.g. --tta_axes 0) to mirror anyway, or "
-                "leave out --tta."
-            )
-        if self.tta_rotate and not turns:
-            logger.warning(
-                "%s: --tta_rotate turns the images by quarter turns, which training never did (records of %s).",
-                self.parts.name,
-                ", ".join(str(c) for c, _ in augmentations),
-            )
-        chosen = sorted(axes)
-        logger.info("%s: --tta mirrors axes %s, the ones training mirrored", self.parts.name, chosen)
-        return tta_transforms(dims, chosen, self.tta_rotate)
 
     @property
     def parts(self) -> BundleParts:
