@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: what is said instead of writing table.png when matplotlib is missing
-PLOT_MISSING = 'matplotlib is not installed: no table.png (pip install matplotlib for the plot)'
+PLOT_MISSING = "matplotlib is not installed: no table.png (pip install matplotlib for the plot)"
 
 
 def available_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
