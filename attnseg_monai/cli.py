@@ -222,6 +222,7 @@ class AttnsegCLI:
         predictor = BundlePredictor(
             device=model.device,
             precision=model.precision,
+            engine=model.engine,
             tta=model.tta,
             tta_axes=model.tta_axes,
             tta_rotate=model.tta_rotate,

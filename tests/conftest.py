@@ -9,6 +9,16 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(tmp_path_factory):
+    """The session's own folder of converted OpenVINO models (``$ATTNSEG_OPENVINO_CACHE``, also seen by the command
+    lines the tests start): the suite never writes into the user's ``~/.cache`` and starts from an empty cache."""
+    folder = tmp_path_factory.mktemp("openvino_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATTNSEG_OPENVINO_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread: tiny networks gain nothing from two, and other jobs on the machine make threads wait.

@@ -17,7 +17,7 @@ PACKAGE = Path(attnseg_monai.__file__).resolve().parent
 ALLOWED: dict[str, set[str]] = {
     "io": set(),
     "networks": set(),
-    "precision": set(),
+    "precision": {"io"},
     "inferers": {"precision"},
     "data": {"io"},
     "metrics": {"io", "data"},

@@ -46,7 +46,7 @@ from ..inferers import FastPathMixin, with_fast_path
 from ..io.atomic import sha256_file
 from ..io.checkpoint import CheckpointReadError
 from ..io.writers import LABEL_WRITERS, label_saver
-from ..precision import PRECISIONS
+from ..precision import ENGINES, PRECISIONS
 from .errors import BundleError, CheckpointError, UntrustedBundleError
 from .outputs import OutputSpec
 
@@ -226,19 +226,21 @@ def _output_specs(transform: SaveImaged, root: Path) -> list[OutputSpec]:
     return [OutputSpec(str(key), postfix, ext, own) for key in transform.keys]
 
 
-def _fast_inferer(parser: ConfigParser, precision: str, root: Path) -> Inferer:
+def _fast_inferer(parser: ConfigParser, precision: str, root: Path, engine: str = "auto") -> Inferer:
     """The bundle's inferer on the fast path (wrapped when it has none; never modified).
 
     Raises:
-        ValueError: for a precision that is not one of :data:`~attnseg_monai.precision.PRECISIONS`.
+        ValueError: for a precision or engine not in :data:`~attnseg_monai.precision.PRECISIONS` / ``ENGINES``.
     """
     inferer = parser.get_parsed_content("inferer") if "inferer" in parser else SimpleInferer()
     if not isinstance(inferer, FastPathMixin):
-        inferer = with_fast_path(inferer, precision)
-    if inferer.precision not in PRECISIONS:
+        inferer = with_fast_path(inferer, precision, engine=engine)
+    elif engine != "auto" and "engine" not in parser:  # a bundle without an engine key: the option still applies
+        inferer.engine = engine
+    if inferer.precision not in PRECISIONS or inferer.engine not in ENGINES:
         raise ValueError(
-            f"{root / INFERENCE_CONFIG}: the bundle's 'precision' must be one of {PRECISIONS}, got "
-            f"{inferer.precision!r}."
+            f"{root / INFERENCE_CONFIG}: the bundle's 'precision' must be one of {PRECISIONS} and its 'engine' one "
+            f"of {ENGINES}, got {inferer.precision!r} and {inferer.engine!r}."
         )
     return inferer
 
@@ -252,6 +254,7 @@ def load_bundle(
     overrides: Mapping[str, Any] | None = None,
     load_weights: bool = True,
     precision: str = "auto",
+    engine: str = "auto",
 ) -> BundleParts:
     """Parse a bundle's ``inference.json`` and return the parts the predictor uses.
 
@@ -263,6 +266,7 @@ def load_bundle(
         overrides: config overrides by id, as on MONAI's command line (``{"roi_size": [64, 64]}``).
         load_weights: ``False`` keeps the freshly initialised weights (``attnseg info``).
         precision: ``"auto"`` keeps the bundle's ``precision``; ``"fp32"``, ``"bf16"``, ``"fp16"`` replace it.
+        engine: ``"auto"`` keeps the bundle's ``engine``; ``"torch"``, ``"openvino"`` replace it.
 
     Raises:
         BundleError: for a missing bundle or config id.
@@ -289,8 +293,9 @@ def load_bundle(
                 parser[key] = value
     for key, value in (overrides or {}).items():
         parser[key] = value
-    if precision != "auto" and "precision" in parser:
-        parser["precision"] = precision
+    for key, value in (("precision", precision), ("engine", engine)):
+        if value != "auto" and key in parser:
+            parser[key] = value
     if "imports" in parser:
         parser.get_parsed_content("imports")
     for required in ("network_def", "preprocessing"):
@@ -337,7 +342,7 @@ def load_bundle(
                 image_key = str(t.keys[0])
             continue
         pre_kept.append(t)
-    inferer = _fast_inferer(parser, precision, root)
+    inferer = _fast_inferer(parser, precision, root, engine)
     input_dims = spatial_dims + 1 if _slice_wise(inferer) else spatial_dims
 
     outputs: list[OutputSpec] = []

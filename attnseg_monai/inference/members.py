@@ -118,6 +118,7 @@ def load_members(
     device: Any = "cpu",
     overrides: Mapping[str, Any] | None = None,
     precision: str = "auto",
+    engine: str = "auto",
 ) -> tuple[BundleParts, list[nn.Module], str]:
     """Load every member: ``(parts of the first member, all member networks, a SHA-256 over the members' files)``.
 
@@ -130,7 +131,13 @@ def load_members(
         raise CheckpointError("an ensemble needs at least one checkpoint.")
     loaded = [
         load_bundle(
-            bundle, checkpoint=c, trust_bundle=trust_bundle, device=device, overrides=overrides, precision=precision
+            bundle,
+            checkpoint=c,
+            trust_bundle=trust_bundle,
+            device=device,
+            overrides=overrides,
+            precision=precision,
+            engine=engine,
         )
         for c in checkpoints
     ]

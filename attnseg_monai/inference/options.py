@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..precision import PRECISIONS
+from ..precision import ENGINES, PRECISIONS
 from .slides import WSI_BACKENDS
 
 __all__ = [
@@ -65,6 +65,11 @@ class ModelSettings:
         "auto (the bundle's precision key: bf16 on AMX/AVX-512-BF16 CPUs and CUDA, fp32 elsewhere), fp32 (exact "
         "float32), bf16 or fp16.",
     )
+    engine: str = _setting(
+        "auto",
+        "auto (OpenVINO on the CPU when installed and --precision is auto, else torch), torch or openvino; a network "
+        "OpenVINO cannot run falls back to torch with a warning.",
+    )
     overrides: Any = _setting(None, "JSON object of bundle config overrides, e.g. '{\"roi_size\": [64, 64]}'.")
     folds: Any = _setting(
         None, "ensemble of fold models: all (every models/fold_<k>/model.pt) or fold numbers, e.g. 0,1,2."
@@ -79,6 +84,7 @@ class ModelSettings:
 
     def __post_init__(self) -> None:
         _choice("precision", self.precision, PRECISIONS)
+        _choice("engine", self.engine, ENGINES)
         if self.tta_axes is not None and not self.tta:
             raise ValueError("tta_axes needs tta=True (--tta).")
         if self.tta_rotate and not self.tta:

@@ -70,9 +70,11 @@ class BundlePredictor:
             with AMX/AVX-512 BF16, bf16/fp16 on CUDA, float32 elsewhere), ``"fp32"`` (the untouched float32
             network), ``"bf16"`` or ``"fp16"``; given to the bundle's own inferer (see :mod:`attnseg_monai.precision`
             and ``docs/benchmarks.md``; reduced precision may move class borders by a pixel).
+        engine: ``"auto"`` (OpenVINO on the CPU when installed and ``precision`` is ``"auto"``, else torch),
+            ``"torch"`` or ``"openvino"``; replaces the bundle's ``engine`` (:mod:`attnseg_monai.precision.engine`).
 
     Raises:
-        ValueError: for an unknown device or precision.
+        ValueError: for an unknown device, precision or engine.
 
     Example::
 
@@ -90,12 +92,13 @@ class BundlePredictor:
         tta: bool = False,
         tta_axes: Any = None,
         tta_rotate: bool = False,
+        engine: str = "auto",
     ) -> None:
         settings = ModelSettings(
-            device=str(device), precision=precision, tta=tta, tta_axes=tta_axes, tta_rotate=tta_rotate
+            device=str(device), precision=precision, engine=engine, tta=tta, tta_axes=tta_axes, tta_rotate=tta_rotate
         )
         self.device = resolve_device(settings.device)
-        self.precision = settings.precision
+        self.precision, self.engine = settings.precision, settings.engine
         self.tta, self.tta_axes, self.tta_rotate = settings.tta, int_list(settings.tta_axes, "tta_axes"), tta_rotate
         self._parts: BundleParts | None = None
         self.members: list[torch.nn.Module] = []
@@ -123,7 +126,7 @@ class BundlePredictor:
         Raises:
             BundleError, UntrustedBundleError, CheckpointError: see :func:`load_bundle`.
         """
-        options = {"trust_bundle": trust_bundle, "device": self.device, "overrides": overrides}
+        options = {"trust_bundle": trust_bundle, "device": self.device, "overrides": overrides, "engine": self.engine}
         checkpoints = member_checkpoints(bundle, checkpoint, folds)
         if checkpoints is None or len(checkpoints) == 1:
             one = checkpoints[0] if checkpoints else None
@@ -160,7 +163,7 @@ class BundlePredictor:
     def network(self) -> torch.nn.Module:
         """The network as the bundle's inferer runs it on this device (the prepared fast copy, or the network)."""
         parts = self.parts
-        if self.policy.is_reference:
+        if not parts.inferer.uses_prepared(self.policy):
             return parts.network
         return parts.inferer.prepared_network(parts.network, self.policy)
 

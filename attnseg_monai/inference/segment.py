@@ -28,7 +28,6 @@ from monai.transforms import EnsureChannelFirst, Invertd
 from ..inferers.ensemble import Augmentation, ProbabilityEnsemble, entropy
 from ..inferers.slab import class_labels, class_probabilities
 from ..io.writers import write_attention, write_map, write_overlay, write_probabilities
-from ..precision import prepare_for_inference
 from .bundle_loader import BundleParts
 from .errors import InputError, describe_error
 from .inputs import CaseInput
@@ -126,8 +125,9 @@ class CaseSegmenter:
             fast = getattr(self.parts.inferer, "fast_network", None)
             return fast(x, self.parts.network) if fast is not None else self.parts.network
         if self._ensemble is None:
-            policy = self.parts.inferer.policy_for(x.device)
-            members = [m if policy.is_reference else prepare_for_inference(m, policy) for m in self.members]
+            inferer = self.parts.inferer
+            policy = inferer.policy_for(x.device)
+            members = [inferer.prepare(m, policy) if inferer.uses_prepared(policy) else m for m in self.members]
             self._ensemble = ProbabilityEnsemble(members, self.augmentations or None, expected_entropy=self.mutual)
         return self._ensemble
 

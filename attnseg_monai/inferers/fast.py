@@ -7,8 +7,10 @@ engines use it the same way) that, before the window loop:
 1. resolves the precision policy for the input's device (``precision="auto"``: bf16 + channels-last on AMX/AVX-512
    BF16 CPUs, bf16/fp16 on CUDA, float32 elsewhere; ``"fp32"`` is MONAI's path exactly);
 2. prepares a copy of the network once (:func:`~attnseg_monai.precision.prepare_for_inference`: eval, batch norm
-   folded, weights cast, channels-last) and reuses it until the network's weights change (a checkpoint is loaded, a
-   training step runs), so a validation inferer always sees the current weights;
+   folded, weights cast, channels-last) on the engine ``engine`` chooses (``"auto"``: OpenVINO on the CPU when the
+   ``openvino`` extra is installed and the precision is ``"auto"``, torch elsewhere; see
+   :mod:`attnseg_monai.precision.engine`) and reuses it until the network's weights change (a checkpoint is loaded,
+   a training step runs), so a validation inferer always sees the current weights;
 3. optionally (``fit_windows=True``) fits the window grid to the image: the fewest windows of at most
    ``roi_size`` that cover each axis with at least ``overlap * roi_size`` pixels of overlap, window sizes rounded
    up to the network's ``size_divisible_by``. With ``roi_size=512, overlap=0.125`` a 1720x1280 slide takes 4x3
@@ -33,8 +35,9 @@ from monai.inferers.utils import sliding_window_inference
 from monai.utils import BlendMode, ensure_tuple_rep
 from torch import nn
 
+from ..precision.engine import check_engine, prepare_engine
 from ..precision.policy import PRECISIONS, PrecisionPolicy, resolve_policy
-from ..precision.prepare import FastNetwork, prepare_for_inference, sampling_dropout
+from ..precision.prepare import FastNetwork, sampling_dropout
 
 __all__ = ["FastPathMixin", "FastSlidingWindowInferer", "fit_window_grid", "with_fast_path"]
 
@@ -98,11 +101,13 @@ class FastPathMixin:
     """Runs an inferer's network on the fast path: mixed into an inferer class, its ``__call__`` swaps the network
     for a prepared copy (cached until the weights change) before the inferer's own ``__call__`` runs.
 
-    Attributes read: ``precision`` (one of :data:`~attnseg_monai.precision.PRECISIONS`) and ``fold_batch_norm``.
+    Attributes read: ``precision`` (one of :data:`~attnseg_monai.precision.PRECISIONS`), ``fold_batch_norm`` and
+    ``engine`` (one of :data:`~attnseg_monai.precision.engine.ENGINES`).
     """
 
     precision: str = "auto"
     fold_batch_norm: bool = True
+    engine: str = "auto"
 
     def policy_for(self, device: str | torch.device) -> PrecisionPolicy:
         """The precision policy used on ``device`` (resolved once per device type)."""
@@ -117,15 +122,26 @@ class FastPathMixin:
         tensors = list(net.parameters()) + list(net.buffers())
         return tuple((id(t), t._version, t.dtype, t.device) for t in tensors)
 
+    def uses_prepared(self, policy: PrecisionPolicy) -> bool:
+        """Whether an eval-mode network runs as a prepared copy under ``policy`` (not as it is): any policy but the
+        float32 reference, and the reference too where the engine may be OpenVINO (``engine="openvino"``, or
+        ``"auto"`` with ``precision="auto"`` on a CPU: OpenVINO's float32 beats torch's)."""
+        may_convert = self.engine == "openvino" or (self.engine == "auto" and self.precision == "auto")
+        return not policy.is_reference or (may_convert and policy.device_type == "cpu")
+
+    def prepare(self, network: nn.Module, policy: PrecisionPolicy) -> FastNetwork:
+        """A new prepared copy of ``network`` for ``policy`` on this inferer's engine (not cached)."""
+        return prepare_engine(network, policy, check_engine(self.engine), self.precision)
+
     def prepared_network(self, network: nn.Module, policy: PrecisionPolicy) -> FastNetwork:
         """The prepared copy of ``network`` for ``policy``, rebuilt when its weights changed since the last call."""
-        fingerprint = (policy, self._fingerprint(network), sampling_dropout(network))
+        fingerprint = (policy, self.engine, self._fingerprint(network), sampling_dropout(network))
         cached = self.__dict__.get("_fast_prepared")
         if cached is not None:
             ref, old, fast = cached
             if ref() is network and old == fingerprint:
                 return fast
-        fast = prepare_for_inference(network, policy)
+        fast = self.prepare(network, policy)
         self.__dict__["_fast_prepared"] = (weakref.ref(network), fingerprint, fast)
         return fast
 
@@ -136,11 +152,11 @@ class FastPathMixin:
         ``BundlePredictor``'s forward does). A network in training mode runs as it is: whoever put it there wants
         its dropout and batch statistics, which the prepared copy (batch norm folded, eval mode) would remove. An
         eval-mode network whose dropout layers sample (Monte Carlo dropout, as MONAI Label's epistemic scoring asks of
-        the bundles) gets a prepared copy whose dropout layers sample too."""
+        the bundles) gets a prepared copy whose dropout layers sample too (on torch: OpenVINO would not sample)."""
         policy = self.policy_for(inputs.device)
         if isinstance(network, nn.Module) and network.training:
             return network
-        if isinstance(network, nn.Module) and not isinstance(network, FastNetwork) and not policy.is_reference:
+        if isinstance(network, nn.Module) and not isinstance(network, FastNetwork) and self.uses_prepared(policy):
             return self.prepared_network(network, policy)
         return network
 
@@ -148,7 +164,9 @@ class FastPathMixin:
         return super().__call__(inputs, self.fast_network(inputs, network), *args, **kwargs)  # type: ignore[misc]
 
 
-def with_fast_path(inferer: Inferer, precision: str = "auto", fold_batch_norm: bool = True) -> Inferer:
+def with_fast_path(
+    inferer: Inferer, precision: str = "auto", fold_batch_norm: bool = True, engine: str = "auto"
+) -> Inferer:
     """``inferer`` on the fast path: an object of a subclass of its class (so ``isinstance`` checks and its
     attributes stay as they were) whose ``__call__`` runs the network prepared for the device's precision.
 
@@ -161,9 +179,10 @@ def with_fast_path(inferer: Inferer, precision: str = "auto", fold_batch_norm: b
         inferer: any MONAI ``Inferer`` whose ``__call__(inputs, network, ...)`` calls ``network`` on tensors.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         fold_batch_norm: fold batch norm into convolutions on the reduced-precision paths.
+        engine: ``"auto"``, ``"torch"`` or ``"openvino"`` (see :mod:`attnseg_monai.precision.engine`).
 
     Raises:
-        ValueError: on an unknown ``precision`` or an ``inferer`` that is not callable.
+        ValueError: on an unknown ``precision`` or ``engine``, or an ``inferer`` that is not callable.
 
     Examples::
 
@@ -173,10 +192,11 @@ def with_fast_path(inferer: Inferer, precision: str = "auto", fold_batch_norm: b
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    check_engine(engine)
     if not callable(inferer):
         raise ValueError(f"with_fast_path needs an inferer (a callable), got {type(inferer).__name__}.")
     if isinstance(inferer, FastPathMixin):
-        inferer.precision, inferer.fold_batch_norm = precision, bool(fold_batch_norm)
+        inferer.precision, inferer.fold_batch_norm, inferer.engine = precision, bool(fold_batch_norm), engine
         inferer.__dict__.pop("_fast_policies", None)
         return inferer
     cls = type(inferer)
@@ -186,7 +206,7 @@ def with_fast_path(inferer: Inferer, precision: str = "auto", fold_batch_norm: b
         _FAST_CLASSES[cls] = fast_cls
     fast = object.__new__(fast_cls)
     fast.__dict__.update(inferer.__dict__)
-    fast.precision, fast.fold_batch_norm = precision, bool(fold_batch_norm)
+    fast.precision, fast.fold_batch_norm, fast.engine = precision, bool(fold_batch_norm), engine
     return fast
 
 
@@ -200,7 +220,7 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
 
         "inferer": {"_target_": "attnseg_monai.inferers.FastSlidingWindowInferer", "roi_size": [512, 512],
                     "sw_batch_size": 1, "overlap": 0.125, "mode": "gaussian", "precision": "@precision",
-                    "fit_windows": true}
+                    "engine": "@engine", "fit_windows": true}
 
     Args:
         roi_size: window size (with ``fit_windows``: the largest window).
@@ -211,6 +231,8 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
         precision: ``"auto"``, ``"fp32"`` (MONAI's float32 path, untouched network), ``"bf16"`` or ``"fp16"``;
             see :mod:`attnseg_monai.precision.policy`.
         fold_batch_norm: fold batch norm into convolutions on the reduced-precision paths.
+        engine: what runs the prepared network: ``"auto"`` (OpenVINO on the CPU when installed and ``precision`` is
+            ``"auto"``, else torch), ``"torch"`` or ``"openvino"``; see :mod:`attnseg_monai.precision.engine`.
         fit_windows: fit the window grid to each image (see the module docstring).
         size_divisible_by: window sizes are multiples of it with ``fit_windows`` (default: the network's
             ``size_divisible_by`` attribute; for a plain callable, the largest power of two up to 32 that divides
@@ -219,7 +241,7 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
             ``padding_mode``, ``cval``, ``sw_device``, ``device``, ``progress``, ``cpu_thresh``, ...).
 
     Raises:
-        ValueError: on an unknown ``precision`` or a non-positive ``sw_batch_size``.
+        ValueError: on an unknown ``precision`` or ``engine``, or a non-positive ``sw_batch_size``.
 
     Examples::
 
@@ -238,17 +260,20 @@ class FastSlidingWindowInferer(FastPathMixin, SlidingWindowInferer):
         *,
         precision: str = "auto",
         fold_batch_norm: bool = True,
+        engine: str = "auto",
         fit_windows: bool = False,
         size_divisible_by: int | None = None,
         **kwargs: Any,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+        check_engine(engine)
         if not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be a positive integer, got {sw_batch_size!r}.")
         super().__init__(roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, **kwargs)
         self.precision = precision
         self.fold_batch_norm = bool(fold_batch_norm)
+        self.engine = engine
         self.fit_windows = bool(fit_windows)
         self.size_divisible_by = size_divisible_by
         self.last_grid: tuple[tuple[int, ...], tuple[float, ...]] | None = None
