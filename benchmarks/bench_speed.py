@@ -15,7 +15,13 @@ What one run measures (see ``docs/benchmarks.md`` for the method and the recorde
 4. accuracy: a trained hannet (``--checkpoint``) on the embedded real nuclei sample, MONAI's float32 path against the
    bundle's fast inferer; Dice of the two argmax outputs per image;
 5. training: one step of each bundle's default recipe (network, loss, optimiser, batch and patch size parsed from its
-   ``train.json``) in float32 and under bf16 autocast (:class:`attnseg_monai.precision.AutocastIteration`'s context).
+   ``train.json``) in float32 and under bf16 autocast (:class:`attnseg_monai.precision.AutocastIteration`'s context),
+   and the forward pass alone (the part an inference engine such as OpenVINO could run at all);
+6. engines, in 2D and 3D, through the same fitted window grid: the fast path as shipped (``engine="auto"``: OpenVINO
+   when installed), the fast path on torch, and OpenVINO and onnxruntime driven directly on the network's ONNX
+   export (:mod:`bench_engines`); the converted-model cache starts empty, so first-window times include conversion;
+7. GPU (``--gpu-device``, default ``cuda``): MONAI float32, the fast path, ``torch.compile`` and TensorRT rows when
+   installed; skipped with a message on a machine without CUDA.
 
 Peak resident memory is the kernel's high-water mark (``VmHWM``), reset before each run through
 ``/proc/self/clear_refs``; it includes what the process already holds (reported too, as ``rss_before``).
@@ -49,13 +55,24 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engines import (  # noqa: E402 - this folder's helper module, found next to the script
+    ENGINE_VARIANTS,
+    GPU_VARIANTS,
+    PEAK_OF,
+    DirectEngine,
+    bench_gpu,
+    engine_of,
+    gpu_markdown,
+)
+
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 FIGURES = ROOT / "docs" / "figures"
 BEGIN, END = "<!-- bench_speed:begin -->", "<!-- bench_speed:end -->"
-SECTIONS = ("2d", "3d", "accuracy", "training")
+SECTIONS = ("2d", "3d", "accuracy", "training", "gpu")
 BUNDLES = ("hannet", "mcsa_unet", "focal_attn_unet", "attention_unet", "danie")
 ALL_3D = (
     "hannet",
@@ -296,32 +313,67 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
             overlap=args.fast_overlap,
             mode="gaussian",
             precision=args.precision,
+            engine=args.engine,
             fit_windows=True,
             size_divisible_by=divisor,
         )
-        variants: dict[str, Any] = {"fast": fast}
+        variants: dict[str, Any] = {"fast": (fast, net)}
+        fitted = {"sw_batch_size": 1, "overlap": args.fast_overlap, "mode": "gaussian", "fit_windows": True}
+        fitted.update(roi_size=args.fast_roi, size_divisible_by=divisor)
+        if "fast-torch" in args.variants:
+            variants["fast-torch"] = (FastSlidingWindowInferer(precision=args.precision, engine="torch", **fitted), net)
+        direct: dict[str, Any] = {}
+        for kind in ("openvino", "onnxruntime"):
+            if kind in args.variants:
+                try:
+                    direct[kind] = DirectEngine(kind, net, (1, 3, *fast._grid(slide, net)[0]))
+                    variants[kind] = (
+                        FastSlidingWindowInferer(precision="fp32", engine="torch", **fitted),
+                        direct[kind],
+                    )
+                except Exception as exc:  # noqa: BLE001 - an engine that cannot take the network is a finding
+                    runs[kind] = {"error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+                    log(f"  2d {name:24s} {kind:16s} failed: {runs[kind]['error'][:150]}")
         if name in args.ablation_networks:
-            variants["fast-monai-grid"] = FastSlidingWindowInferer(
-                roi_size=args.baseline_roi, sw_batch_size=1, overlap=0.25, mode="constant", precision=args.precision
+            variants["fast-monai-grid"] = (
+                FastSlidingWindowInferer(
+                    roi_size=args.baseline_roi, sw_batch_size=1, overlap=0.25, mode="constant", precision=args.precision
+                ),
+                net,
             )
         if not args.no_baseline:
-            variants["monai-fp32"] = SlidingWindowInferer(roi_size=args.baseline_roi, sw_batch_size=1, overlap=0.25)
+            variants["monai-fp32"] = (
+                SlidingWindowInferer(roi_size=args.baseline_roi, sw_batch_size=1, overlap=0.25),
+                net,
+            )
         with torch.inference_mode():
             prep = measure(lambda fast=fast, net=net: fast.prepared_network(net, fast.policy_for("cpu")))
-            for key, inferer in variants.items():
-                roi = fast._grid(slide, net)[0] if key == "fast" else (args.baseline_roi,) * 2
+            for key, (inferer, runner) in variants.items():
+                roi = (
+                    (args.baseline_roi,) * 2 if key in ("monai-fp32", "fast-monai-grid") else fast._grid(slide, net)[0]
+                )
                 warm = torch.rand(1, 3, *roi)
-                inferer(warm, net)  # one window: primitive caches, weight maps
-                m = measure(lambda inferer=inferer, net=net: inferer(slide, net))
+                start = time.perf_counter()
+                inferer(warm, runner)  # one window: primitive caches, weight maps, OpenVINO conversion and compilation
+                warmup = time.perf_counter() - start
+                m = measure(lambda inferer=inferer, runner=runner: inferer(slide, runner))
                 out = m.pop("result")
                 runs[key] = {
                     **m,
+                    "warmup_seconds": warmup,
                     "mpix_per_s": pixels / 1e6 / m["seconds"],
                     "gflops": flops / 1e9 / m["seconds"],
                     "windows": getattr(inferer, "last_grid", None),
                     "labels": out.argmax(1).to(torch.uint8),
                 }
-                log(f"  2d {name:24s} {key:16s} {m['seconds']:8.2f} s  peak {m['peak_rss_gb'] or 0:.2f} GB")
+                if key in direct:
+                    runs[key]["prepare_seconds"] = direct[key].prepare_seconds
+                if key.startswith("fast"):
+                    runs[key].update(engine_of(inferer, net))
+                log(
+                    f"  2d {name:24s} {key:16s} {m['seconds']:8.2f} s  first window {warmup:6.2f} s  "
+                    f"peak {m['peak_rss_gb'] or 0:.2f} GB"
+                )
         row: dict[str, Any] = {
             "network": name,
             "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
@@ -331,10 +383,12 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
             "batch_norms_folded": fast.prepared_network(net, fast.policy_for("cpu")).batch_norms_folded,
         }
         for key, r in runs.items():
+            if "labels" not in r:  # an engine that failed
+                continue
             labels = r.pop("labels")
             if key != "monai-fp32" and "monai-fp32" in runs:
                 r["agreement_with_fp32"] = float((labels == runs["monai-fp32"]["labels"]).float().mean())
-            r["peak_fraction"] = r["gflops"] / (peak["bf16" if key.startswith("fast") else "fp32"])
+            r["peak_fraction"] = r["gflops"] / peak[PEAK_OF.get(key, "bf16")]
             r["windows"] = None if r["windows"] is None else [list(r["windows"][0]), list(r["windows"][1])]
         for key, r in runs.items():
             r.pop("labels", None)
@@ -352,10 +406,11 @@ def _bench_3d_case(
     roi: list[int] | None,
     classes: int,
     volume: torch.Tensor,
-    precision: str,
+    args: argparse.Namespace,
     peak: dict[str, float],
 ) -> dict[str, Any]:
-    """One 3D case: the volume through the fast path (slab or slice-wise), labels out."""
+    """One 3D case: the volume through the fast path (slab or slice-wise), labels out; the other engines of
+    ``args.variants`` through the same inferer in ``row["engines"]``, labels compared with onnxruntime's float32 run."""
     from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer, with_fast_path
 
     shape = tuple(volume.shape[2:])
@@ -369,23 +424,56 @@ def _bench_3d_case(
         flops_pp = _flops_per_element(net, shape[:2], 1)
         base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
         warm = torch.rand(1, 1, shape[0], shape[1], 2)
-    inferer = with_fast_path(base, precision=precision)
-    with torch.inference_mode():
-        inferer(warm, net)
-        m = measure(lambda inferer=inferer, net=net: inferer(volume, net))
-    labels = m.pop("result")
+    window = (1, 1, *roi) if kind == "slab" else (8, 1, shape[0], shape[1])
+    variants: dict[str, Any] = {"fast": (with_fast_path(base, precision=args.precision, engine=args.engine), net)}
+    if "fast-torch" in args.variants:
+        variants["fast-torch"] = (with_fast_path(base, precision=args.precision, engine="torch"), net)
+    engines: dict[str, Any] = {}
+    for engine in ("openvino", "onnxruntime"):
+        if engine in args.variants:
+            try:
+                variants[engine] = (base, DirectEngine(engine, net, window))
+            except Exception as exc:  # noqa: BLE001 - an engine that cannot take the network is a finding
+                engines[engine] = {"error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+    labels: dict[str, torch.Tensor] = {}
+    for key, (inferer, runner) in variants.items():
+        try:
+            with torch.inference_mode():
+                start = time.perf_counter()
+                inferer(warm, runner)
+                warmup = time.perf_counter() - start
+                m = measure(lambda inferer=inferer, runner=runner: inferer(volume, runner))
+        except Exception as exc:  # noqa: BLE001
+            if key == "fast":
+                raise
+            engines[key] = {"error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+            continue
+        labels[key] = m.pop("result")
+        gflops = flops_pp * voxels / 1e9 / m["seconds"]
+        engines[key] = {
+            **m,
+            "warmup_seconds": warmup,
+            "mvox_per_s": voxels / 1e6 / m["seconds"],
+            "gflops": gflops,
+            "peak_fraction": gflops / peak[PEAK_OF.get(key, "bf16")],
+        }
+        if key.startswith("fast"):
+            engines[key].update(engine_of(inferer, net))
+    if "onnxruntime" in labels:  # the float32 network, run by another engine: the labels' reference
+        for key, lab in labels.items():
+            engines[key]["agreement_with_fp32"] = float((lab == labels["onnxruntime"]).float().mean())
+    fast = engines.pop("fast")
     row = {
         "network": name,
         "inferer": kind,
         "window": roi,
         "classes": classes,
         "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
-        "policy": inferer.policy_for("cpu").name,
+        "policy": variants["fast"][0].policy_for("cpu").name,
         "kflop_per_voxel": flops_pp / 1e3,
-        **m,
-        "mvox_per_s": voxels / 1e6 / m["seconds"],
-        "gflops": flops_pp * voxels / 1e9 / m["seconds"],
-        "labels_dtype": str(labels.dtype),
+        **fast,
+        "labels_dtype": str(labels["fast"].dtype),
+        "engines": engines,
     }
     row["peak_fraction"] = row["gflops"] / peak["bf16" if row["policy"] != "fp32" else "fp32"]
     return row
@@ -402,7 +490,7 @@ def bench_3d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
             continue
         factory, kind, roi, classes = cases[name]
         try:
-            row = _bench_3d_case(name, factory, kind, roi, classes, volume, args.precision, peak)
+            row = _bench_3d_case(name, factory, kind, roi, classes, volume, args, peak)
         except Exception as exc:  # noqa: BLE001 - one network failing must not end a long run
             log(f"  3d {name}: {exc.__class__.__name__}: {str(exc)[:200]}")
             rows.append({"network": name, "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"})
@@ -582,6 +670,16 @@ def bench_training(args: argparse.Namespace, log: Callable[[str], None]) -> list
             except Exception as exc:  # noqa: BLE001
                 row[mode] = {"error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
                 log(f"  training {bundle} {mode}: {row[mode]['error']}")
+        try:  # the forward pass alone, no gradients: all an inference-only engine (OpenVINO) could take over
+            net.eval()
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                net(x)
+                forward = [measure(lambda net=net, x=x: net(x))["seconds"] for _ in range(args.train_steps)]
+            row["forward_seconds"] = float(np.median(forward))
+            if "step_seconds" in row.get("bf16-autocast", {}):
+                row["forward_share"] = row["forward_seconds"] / row["bf16-autocast"]["step_seconds"]
+        except Exception as exc:  # noqa: BLE001
+            row["forward_error"] = f"{exc.__class__.__name__}: {str(exc)[:200]}"
         if "step_seconds" in row.get("fp32", {}) and "step_seconds" in row.get("bf16-autocast", {}):
             row["speedup"] = row["fp32"]["step_seconds"] / row["bf16-autocast"]["step_seconds"]
             row["first_loss_rel_diff"] = abs(row["fp32"]["first_loss"] - row["bf16-autocast"]["first_loss"]) / max(
@@ -594,6 +692,49 @@ def bench_training(args: argparse.Namespace, log: Callable[[str], None]) -> list
 # ---------------------------------------------------------------------------------------------------- reporting
 def _f(value: Any, fmt: str = ".2f") -> str:
     return "–" if value is None else format(value, fmt)
+
+
+_VARIANT_NAMES = {
+    "fast": "fast path (auto)",
+    "fast-torch": "fast path, torch",
+    "openvino": "OpenVINO direct",
+    "onnxruntime": "onnxruntime fp32",
+}
+
+
+def _engine_cell(v: dict[str, Any] | None) -> str:
+    """``seconds (labels equal %, % of peak)`` of one engine run, or why it failed."""
+    if not v:
+        return "–"
+    if "error" in v:
+        return f"failed: {v['error'][:60]}"
+    agree = v.get("agreement_with_fp32")
+    engine = f" [{v['engine']}]" if v.get("engine") else ""
+    extra = [f"{100 * agree:.2f}%" if agree is not None else None, f"{100 * v['peak_fraction']:.0f}% pk"]
+    return f"{v['seconds']:.2f}{engine} ({', '.join(e for e in extra if e)})"
+
+
+def _engine_lines(rows: list[dict[str, Any]], what: str, reference: str) -> list[str]:
+    """The engines table of one section: seconds per variant, ours (auto) against OpenVINO direct."""
+    keys = [k for k in ENGINE_VARIANTS if any(k in r for r in rows)]
+    if len(keys) < 2:
+        return []
+    lines = [
+        f"**Engines, {what}**, same windows: seconds [engine the fast path ran] (labels equal to {reference}, "
+        "effective GFLOP/s as % of the measured peak: bf16 for all but onnxruntime, fp32 for it); first window = "
+        "warm-up including OpenVINO conversion from an empty cache.",
+        "",
+        "| network | " + " | ".join(_VARIANT_NAMES[k] for k in keys) + " | auto vs OpenVINO | first window auto s |",
+        "|---|" + "---:|" * (len(keys) + 2),
+    ]
+    for r in rows:
+        cells = [_engine_cell(r.get(k)) for k in keys]
+        ours, ov = r.get("fast", {}), r.get("openvino", {})
+        ratio = ov["seconds"] / ours["seconds"] if "seconds" in ours and "seconds" in ov else None
+        lines.append(
+            f"| `{r['network']}` | " + " | ".join(cells) + f" | {_f(ratio)}x | {_f(ours.get('warmup_seconds'))} |"
+        )
+    return [*lines, ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -658,6 +799,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {r['fast-monai-grid']['seconds']:.1f} s | {r['fast']['seconds']:.1f} s |"
                 )
         lines.append("")
+        lines += _engine_lines([r for r in results["2d"] if "fast" in r], "2D slide", "MONAI fp32")
     if results.get("3d"):
         shape = "x".join(str(s) for s in results["args"]["volume"])
         lines += [
@@ -685,8 +827,10 @@ def markdown(results: dict[str, Any]) -> str:
             'volume, the networks and slides of the earlier sections); "added" is what the inference itself took. '
             "A process that runs only a bundle's CT inference is measured in the bundles' docs (attention_unet: "
             "1.09 GB for the default recipe, 1.50 GB at features 16-256 and 1x1x2.5 mm).",
+            "",
         ]
-        lines.append("")
+        rows3d = [{"network": r["network"], "fast": r, **r.get("engines", {})} for r in results["3d"] if "seconds" in r]
+        lines += _engine_lines(rows3d, "3D volume", "onnxruntime's float32 run")
     acc = results.get("accuracy")
     if acc and "images" in acc:
         lines += [
@@ -721,6 +865,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     elif acc:
         lines += [f"**Accuracy**: skipped ({acc.get('skipped')}).", ""]
+    lines += gpu_markdown(results.get("gpu") or {})
     if results.get("training"):
         lines += [
             "**Training**, one optimiser step of each bundle's default recipe (median of "
@@ -739,7 +884,19 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_f(fp.get('step_seconds'), '.3f')} | {_f(bf.get('step_seconds'), '.3f')} "
                 f"| {_f(r.get('speedup'))}x | {_f(r.get('first_loss_rel_diff'), '.1e')} |"
             )
-        lines.append("")
+        shares = [
+            f"{r['bundle']} {100 * r['forward_share']:.0f} %" for r in results["training"] if "forward_share" in r
+        ]
+        lines += [
+            "",
+            "OpenVINO and the other inference engines do not help training: they run a forward pass without gradients "
+            "and have no backward pass or optimiser, so a training step stays on torch (`train_precision`). The "
+            "forward pass alone (bf16 autocast, no gradients) is this share of a bf16 training step: "
+            + (", ".join(shares) if shares else "not measured")
+            + "; even an engine twice as fast on it would save at most half of that share, and it cannot compute "
+            "the gradients that the rest of the step needs.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -873,6 +1030,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-roi", type=int, default=256, help="MONAI baseline window (default 256)")
     p.add_argument("--flops-size", type=int, default=512, help="2D size at which FLOPs per pixel are counted")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--engine", default="auto", choices=("auto", "torch", "openvino"), help="engine of the fast row")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=list(ENGINE_VARIANTS),
+        choices=ENGINE_VARIANTS,
+        help="2D/3D rows besides MONAI fp32 (default all): fast (as shipped), fast-torch, openvino, onnxruntime",
+    )
+    p.add_argument("--gpu-device", default="cuda", help="device of the GPU section (cpu: check its code)")
+    p.add_argument("--gpu-variants", nargs="*", default=list(GPU_VARIANTS), choices=GPU_VARIANTS)
+    p.add_argument(
+        "--openvino-cache", default=None, help="converted-model cache (default: a new empty one, so conversions count)"
+    )
     p.add_argument("--checkpoint", default=None, help="trained hannet weights (default bundles/hannet/models/model.pt)")
     p.add_argument(
         "--accuracy-overrides", default=None, help='hannet inference.json overrides: {"network_def#features": [...]}'
@@ -913,6 +1083,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
         if args.threads:
             torch.set_num_threads(args.threads)
+        cache = tempfile.TemporaryDirectory(prefix="bench_openvino_cache_")
+        os.environ["ATTNSEG_OPENVINO_CACHE"] = args.openvino_cache or cache.name
         import monai
 
         from attnseg_monai.precision import detect_capabilities, resolve_policy
@@ -958,6 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
             results["accuracy"] = bench_accuracy(args, log)
         if "training" not in args.skip:
             results["training"] = bench_training(args, log)
+        if "gpu" not in args.skip:
+            results["gpu"] = bench_gpu(args, networks_2d(3, 2), log)
         results["machine"]["load_after"] = list(os.getloadavg())
         # the peak again: on a VM it can move during a run (docs/benchmarks.md, "Readings and limits")
         end = _peaks(n, repeats)

@@ -47,11 +47,18 @@ def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
     assert row2d["monai-fp32"]["seconds"] > 0 and row2d["fast"]["seconds"] > 0
     assert row2d["speedup"] == pytest.approx(row2d["monai-fp32"]["seconds"] / row2d["fast"]["seconds"])
     assert 0.0 <= row2d["fast"]["agreement_with_fp32"] <= 1.0
+    # engines through the same fitted grid: the fast path as shipped, on torch, OpenVINO and onnxruntime directly
+    assert row2d["fast"]["engine"] in ("openvino", "torch") and row2d["fast-torch"]["engine"] == "torch"
+    for key in ("fast-torch", "openvino", "onnxruntime"):
+        assert row2d[key]["windows"] == row2d["fast"]["windows"], key
+        assert 0.0 <= row2d[key]["agreement_with_fp32"] <= 1.0 and row2d[key]["peak_fraction"] > 0
     # 3D: a slab case and the slice-wise case, labels out, memory before and peak
     rows3d = {r["network"]: r for r in results["3d"]}
     assert set(rows3d) == {"focalattentionunet", "danie"}
     assert rows3d["focalattentionunet"]["inferer"] == "slab" and rows3d["danie"]["inferer"] == "slicewise"
     for r in rows3d.values():
+        assert set(r["engines"]) == {"fast-torch", "openvino", "onnxruntime"}
+        assert all("seconds" in v or "error" in v for v in r["engines"].values())
         assert r["labels_dtype"] == "torch.uint8" and r["kflop_per_voxel"] > 0 and r["seconds"] > 0
         assert r["peak_rss_gb"] is None or r["peak_rss_gb"] >= r["rss_before_gb"] > 0
     # accuracy on the real BBBC038 image and a generated tile, also scored against the hand annotation
@@ -67,6 +74,8 @@ def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
     assert train["first_loss_rel_diff"] < 0.05  # same weights and batch: bf16 rounding only
     text = (out / "bench_speed_quick.md").read_text()
     assert "median of 3" in text and "Dice fast vs fp32, same grid" in text and "added GB" in text
+    assert "**Engines, 2D slide**" in text and "**Engines, 3D volume**" in text and "do not help training" in text
+    assert "forward_share" in train
     # the saved run renders again without measuring (what --write-docs does with --from-json)
     rendered = tmp_path / "rendered"
     rendered.mkdir()
@@ -105,3 +114,40 @@ def test_a_failing_3d_case_is_recorded_and_the_run_goes_on(tmp_path, one_thread,
             "3d": rows,
         }
     )
+
+
+def test_gpu_section_skips_without_cuda_and_its_code_runs_on_the_cpu(tmp_path, one_thread):
+    bench = _bench_module()
+    args = bench.parse_args(["--quick", "--networks", "hannet", "--out", str(tmp_path)])
+    if not torch.cuda.is_available():
+        skipped = bench.bench_gpu(args, bench.networks_2d(3, 2), lambda text: None)
+        assert set(skipped) == {"skipped"} and "no CUDA device" in skipped["skipped"]
+        assert "no CUDA device" in bench.markdown({**_minimal_results(), "gpu": skipped})
+    # the same code with the CPU standing in for the GPU: rows, labels compared, a missing TensorRT recorded
+    args = bench.parse_args(
+        ["--quick", "--networks", "hannet", "--gpu-device", "cpu", "--gpu-variants", "monai-fp32", "fast", "tensorrt"]
+    )
+    gpu = bench.bench_gpu(args, bench.networks_2d(3, 2), lambda text: None)
+    (row,) = gpu["rows"]
+    assert row["monai-fp32"]["seconds"] > 0 and 0.0 <= row["fast"]["agreement_with_fp32"] <= 1.0
+    trt = row["tensorrt"]
+    assert "seconds" in trt or "error" in trt  # ImportError without torch_tensorrt: recorded, not fatal
+    assert "| `hannet` |" in "\n".join(bench.gpu_markdown(gpu))
+
+
+def _minimal_results() -> dict:
+    return {
+        "machine": {
+            **dict.fromkeys(("cpu", "torch", "monai", "policy", "policy_reason"), "x"),
+            "threads": 1,
+            "load_before": [0.0],
+            "load_after": [0.0],
+            "peak_fp32": 1.0,
+            "peak_bf16": 1.0,
+            "peak_n": 1,
+            "peak_repeats": 1,
+        },
+        "date": "d",
+        "command": "c",
+        "args": {"volume": [64, 64, 32]},
+    }
