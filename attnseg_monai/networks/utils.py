@@ -20,6 +20,7 @@ __all__ = [
     "NetworkDescription",
     "attention_maps_method",
     "check_channels",
+    "check_five_levels",
     "check_input_size",
     "check_spatial_dims",
     "count_parameters",
@@ -115,6 +116,17 @@ def check_channels(network: str, **channels: int) -> None:
     for key, value in channels.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{network}: {key} must be a positive integer, got {value!r}.")
+
+
+def check_five_levels(network: str, features: Sequence[int]) -> tuple[int, ...]:
+    """``features`` as a tuple when it is five positive integers (one per encoder level), else ``ValueError``."""
+    features = tuple(features)
+    if len(features) != 5 or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
+        raise ValueError(
+            f"{network}: features must be five positive integers (one per encoder level, e.g. "
+            f"(64, 128, 256, 512, 1024)), got {features}."
+        )
+    return features
 
 
 def check_input_size(x: torch.Tensor, divisor: int, network: str) -> None:

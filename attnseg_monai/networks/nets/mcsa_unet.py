@@ -16,7 +16,7 @@ from torch import nn
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.csa import CSAEncoderStage
 from ..registry import register_network
-from ..utils import attention_maps_method, check_channels, check_input_size, check_spatial_dims
+from ..utils import attention_maps_method, check_channels, check_five_levels, check_input_size, check_spatial_dims
 
 __all__ = ["MCSAUNet"]
 
@@ -102,12 +102,7 @@ class MCSAUNet(nn.Module):
         name = type(self).__name__
         check_spatial_dims(spatial_dims, name)
         check_channels(name, in_channels=in_channels, out_channels=out_channels)
-        features = tuple(features)
-        if len(features) != 5 or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
-            raise ValueError(
-                f"{name}: features must be five positive integers (one per encoder level, e.g. "
-                f"(64, 128, 256, 512, 1024)), got {features}."
-            )
+        features = check_five_levels(name, features)
         if not isinstance(reduction, int) or reduction < 1:
             raise ValueError(f"{name}: reduction must be a positive integer (16 in CBAM), got {reduction!r}.")
         if not isinstance(spatial_kernel_size, int) or spatial_kernel_size < 1 or spatial_kernel_size % 2 == 0:

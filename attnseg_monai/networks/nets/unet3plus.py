@@ -16,7 +16,7 @@ from torch import nn
 from ..blocks.conv_blocks import DoubleConv
 from ..blocks.full_scale_skip import FullScaleDecoderNode, full_scale_resample
 from ..registry import register_network
-from ..utils import check_channels, check_input_size, check_spatial_dims
+from ..utils import check_channels, check_five_levels, check_input_size, check_spatial_dims
 
 __all__ = ["UNet3Plus"]
 
@@ -83,12 +83,7 @@ class UNet3Plus(nn.Module):
         name = type(self).__name__
         check_spatial_dims(spatial_dims, name)
         check_channels(name, in_channels=in_channels, out_channels=out_channels)
-        features = tuple(features)
-        if len(features) != 5 or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in features):
-            raise ValueError(
-                f"{name}: features must be five positive integers (one per encoder level, e.g. "
-                f"(64, 128, 256, 512, 1024)), got {features}."
-            )
+        features = check_five_levels(name, features)
         cat = features[0] if cat_channels is None else cat_channels
         if isinstance(cat, bool) or not isinstance(cat, int) or cat < 1:
             raise ValueError(
