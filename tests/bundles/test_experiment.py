@@ -17,6 +17,30 @@ from attnseg_monai.cli import main
 from attnseg_monai.inference.experiment import run_experiment
 from tests.bundles.helpers import copy_bundle, overrides
 
+
+def _tiny_run(name: str, tmp_path: Path, rows: str, table: str | None = None):
+    """``attnseg experiment`` of a copy of bundle ``name`` on its tiny case: 1 epoch, one row at a time, on the CPU;
+    returns (bundle copy, result) after checking that every row ran (with the rows' training logs if not)."""
+    root = copy_bundle(name, tmp_path)
+    extra = {"table": table} if table else {}
+    result = run_experiment(
+        root,
+        rows=rows,
+        epochs=1,
+        out=tmp_path / "table",
+        overrides=overrides(name, "train"),
+        eval_overrides=overrides(name, "infer", net=False),
+        parallel=1,
+        device="cpu",
+        trust_bundle=True,
+        progress=False,
+        **extra,
+    )
+    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
+    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    return root, result
+
+
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
@@ -97,22 +121,7 @@ def test_focal_attn_unet_rows_in_parallel_and_a_crf_row_on_another_rows_model(tm
 
 
 def test_mcsa_unet_comparison_rows_build_monai_and_unet3plus_networks(tmp_path: Path):
-    root = copy_bundle("mcsa_unet", tmp_path)
-    result = run_experiment(
-        root,
-        table="table_comparison",
-        rows="res_unet,unet3plus",
-        epochs=1,
-        out=tmp_path / "table",
-        overrides=overrides("mcsa_unet", "train"),
-        eval_overrides=overrides("mcsa_unet", "infer", net=False),
-        parallel=1,
-        device="cpu",
-        trust_bundle=True,
-        progress=False,
-    )
-    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
-    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    root, result = _tiny_run("mcsa_unet", tmp_path, "res_unet,unet3plus", table="table_comparison")
     rows = tmp_path / "table" / "rows"
     res_unet = read_record(rows / "res_unet" / "models" / "model.pt", "mcsa_unet", root).record.network
     assert res_unet["_target_"].endswith("MonaiNetwork") and res_unet["architecture"] == "UNet"
@@ -125,21 +134,7 @@ def test_mcsa_unet_comparison_rows_build_monai_and_unet3plus_networks(tmp_path: 
 
 
 def test_danie_two_rows_on_the_embedded_phantoms(tmp_path: Path):
-    root = copy_bundle("danie", tmp_path)
-    result = run_experiment(
-        root,
-        rows="danie,sap_only",
-        epochs=1,
-        out=tmp_path / "table",
-        overrides=overrides("danie", "train"),
-        eval_overrides=overrides("danie", "infer", net=False),
-        parallel=1,
-        device="cpu",
-        trust_bundle=True,
-        progress=False,
-    )
-    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
-    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    root, result = _tiny_run("danie", tmp_path, "danie,sap_only")
     network = read_record(
         tmp_path / "table" / "rows" / "sap_only" / "models" / "model.pt", "danie", root
     ).record.network
@@ -152,21 +147,7 @@ def test_danie_two_rows_on_the_embedded_phantoms(tmp_path: Path):
 
 
 def test_hannet_two_rows(tmp_path: Path):
-    root = copy_bundle("hannet", tmp_path)
-    result = run_experiment(
-        root,
-        rows="hannet,seed_skips",
-        epochs=1,
-        out=tmp_path / "table",
-        overrides=overrides("hannet", "train"),
-        eval_overrides=overrides("hannet", "infer", net=False),
-        parallel=1,
-        device="cpu",
-        trust_bundle=True,
-        progress=False,
-    )
-    logs = [p.read_text()[-2000:] for p in (tmp_path / "table").glob("rows/*/train.log")]
-    assert result.ok, ([(r.id, r.reason) for r in result.rows], logs)
+    root, result = _tiny_run("hannet", tmp_path, "hannet,seed_skips")
     network = read_record(tmp_path / "table" / "rows" / "seed_skips" / "models" / "model.pt", "hannet", root)
     assert network.record.network["skips"] == "seed"
     for row in result.rows:
