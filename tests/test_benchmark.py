@@ -96,24 +96,7 @@ def test_a_failing_3d_case_is_recorded_and_the_run_goes_on(tmp_path, one_thread,
     rows = bench.bench_3d(args, {"fp32": 100.0, "bf16": 200.0}, lambda text: None)
     assert rows[0] == {"network": "hannet", "error": "RuntimeError: network could not be built"}
     assert rows[1]["network"] == "mcsaunet" and rows[1]["seconds"] > 0
-    assert "failed: RuntimeError" in bench.markdown(
-        {
-            "machine": {
-                **dict.fromkeys(("cpu", "torch", "monai", "policy", "policy_reason"), "x"),
-                "threads": 1,
-                "load_before": [0.0],
-                "load_after": [0.0],
-                "peak_fp32": 1.0,
-                "peak_bf16": 1.0,
-                "peak_n": 1,
-                "peak_repeats": 1,
-            },
-            "date": "d",
-            "command": "c",
-            "args": {"volume": [64, 64, 32]},
-            "3d": rows,
-        }
-    )
+    assert "failed: RuntimeError" in bench.markdown({**_minimal_results(), "3d": rows})
 
 
 def test_gpu_section_skips_without_cuda_and_its_code_runs_on_the_cpu(tmp_path, one_thread):
