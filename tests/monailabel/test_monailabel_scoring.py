@@ -38,6 +38,7 @@ from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow,
 from tests.monailabel.test_monailabel_server import (  # noqa: E402
     BUNDLES,
     _copy_tiny_bundle,
+    _full_ext,
     _installed_sample_app,
     _start,
     _stop,
@@ -81,10 +82,6 @@ def _train(name: str, parent: Path, epochs: int) -> Path:
     return root / "models"
 
 
-def _suffix(path: Path) -> str:
-    return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-
-
 @pytest.mark.parametrize("name", BUNDLES)
 def test_epistemic_scoring_scores_every_image(name: str, tmp_path: Path):
     root = tmp_path / "monailabel"
@@ -102,13 +99,13 @@ def test_epistemic_scoring_scores_every_image(name: str, tmp_path: Path):
     clean = []
     for item in _training_items(bundle):
         image = Path(item["image"])
-        clean.append(image.name[: -len(_suffix(image))])
+        clean.append(image.name[: -len(_full_ext(image))])
         shutil.copy(image, studies / image.name)
     corrupted = None
     if name in RANKED:
         first = next(p for p in sorted(studies.iterdir()))
-        corrupted = "corrupted_" + first.name[: -len(_suffix(first))]
-        corrupt(first, studies / f"{corrupted}{_suffix(first)}")
+        corrupted = "corrupted_" + first.name[: -len(_full_ext(first))]
+        corrupt(first, studies / f"{corrupted}{_full_ext(first)}")
 
     conf = {"epistemic_model": name, "epistemic_simulation_size": str(SAMPLES)}
     server = _start(root, app, studies, {}, "server.log", models=[name], conf=conf)
