@@ -13,7 +13,9 @@ What one run measures (see ``docs/benchmarks.md`` for the method and the recorde
 3. 3D: a 512x512x200 volume through the slab-wise inferer (``with_fast_path(SlabSlidingWindowInferer)``, labels out)
    and DANIE slice by slice (``SliceWiseInferer``): seconds, megavoxels/s, GFLOP/s, peak resident memory;
 4. accuracy: a trained hannet (``--checkpoint``) on the embedded real nuclei sample, MONAI's float32 path against the
-   bundle's fast inferer; Dice of the two argmax outputs per image;
+   bundle's fast inferer; Dice of the two argmax outputs per image; and the trained 3D bundles (``--ct-bundles``:
+   attention_unet, danie) on their CT phantoms through ``BundlePredictor``, the default path (precision and engine
+   ``auto``) against float32 on torch, voxels equal and Dice (:mod:`bench_ct_accuracy`);
 5. training: one step of each bundle's default recipe (network, loss, optimiser, batch and patch size parsed from its
    ``train.json``) in float32 and under bf16 autocast (:class:`attnseg_monai.precision.AutocastIteration`'s context),
    and the forward pass alone (the part an inference engine such as OpenVINO could run at all);
@@ -32,6 +34,11 @@ Usage (from the repository root; an idle machine; about 30 minutes on 2 cores)::
     python benchmarks/bench_speed.py --quick               # seconds: tiny sizes and two networks, checks the code
     python benchmarks/bench_speed.py --networks hannet monai.basicunetplusplus --skip 3d training
     python benchmarks/bench_speed.py --from-json benchmarks/results/bench_speed.json --write-docs   # redo the docs
+    python benchmarks/bench_speed.py --networks hannet --repeats 3 --skip 3d accuracy training gpu --out /tmp/a
+    python benchmarks/bench_speed.py --from-json /tmp/a/bench_speed.json /tmp/b/bench_speed.json --write-docs
+
+Timed runs follow a warm-up window (conversion, compilation, caches); ``--repeats N`` times each 2D/3D variant N times
+and reports the median with every run's seconds. Sections measured in separate runs merge with ``--from-json``.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ct_accuracy import CT_BUNDLES, bench_ct_accuracy, ct_markdown  # noqa: E402 - this folder's helper
 from bench_engines import (  # noqa: E402 - this folder's helper module, found next to the script
     ENGINE_VARIANTS,
     GPU_VARIANTS,
@@ -122,6 +130,20 @@ def measure(fn: Callable[[], Any]) -> dict[str, Any]:
         "peak_rss_gb": peak / 1e9 if reset else None,
         "rss_before_gb": before / 1e9,
         "result": result,
+    }
+
+
+def measure_median(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    """:func:`measure` ``repeats`` times: the median seconds (``runs``: every run's), the largest peak memory and the
+    result of the last run."""
+    results = [measure(fn) for _ in range(max(1, int(repeats)))]
+    peaks = [r["peak_rss_gb"] for r in results if r["peak_rss_gb"] is not None]
+    return {
+        **results[-1],
+        "seconds": float(np.median([r["seconds"] for r in results])),
+        "runs": [r["seconds"] for r in results],
+        "peak_rss_gb": max(peaks) if peaks else None,
+        "rss_before_gb": results[0]["rss_before_gb"],
     }
 
 
@@ -356,7 +378,7 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
                 start = time.perf_counter()
                 inferer(warm, runner)  # one window: primitive caches, weight maps, OpenVINO conversion and compilation
                 warmup = time.perf_counter() - start
-                m = measure(lambda inferer=inferer, runner=runner: inferer(slide, runner))
+                m = measure_median(lambda inferer=inferer, runner=runner: inferer(slide, runner), args.repeats)
                 out = m.pop("result")
                 runs[key] = {
                     **m,
@@ -423,7 +445,8 @@ def _bench_3d_case(
     else:
         flops_pp = _flops_per_element(net, shape[:2], 1)
         base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
-        warm = torch.rand(1, 1, shape[0], shape[1], 2)
+        # a full batch of 8 slices and the volume's last, shorter batch: every shape the run sees is compiled here
+        warm = torch.rand(1, 1, shape[0], shape[1], 8 + shape[2] % 8)
     window = (1, 1, *roi) if kind == "slab" else (8, 1, shape[0], shape[1])
     variants: dict[str, Any] = {"fast": (with_fast_path(base, precision=args.precision, engine=args.engine), net)}
     if "fast-torch" in args.variants:
@@ -442,7 +465,7 @@ def _bench_3d_case(
                 start = time.perf_counter()
                 inferer(warm, runner)
                 warmup = time.perf_counter() - start
-                m = measure(lambda inferer=inferer, runner=runner: inferer(volume, runner))
+                m = measure_median(lambda inferer=inferer, runner=runner: inferer(volume, runner), args.repeats)
         except Exception as exc:  # noqa: BLE001
             if key == "fast":
                 raise
@@ -780,6 +803,18 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_f(100 * base['peak_fraction'] if base else None, '.0f')} | {_f(fast.get('peak_rss_gb'))} "
                 f"| {_f(base.get('peak_rss_gb'))} | {_f(100 * fast['agreement_with_fp32'] if 'agreement_with_fp32' in fast else None, '.2f')}% |"  # noqa: E501
             )
+        repeated = [
+            r for r in results["2d"] if len(r.get("fast", {}).get("runs", [])) > 1 and "runs" in r.get("monai-fp32", {})
+        ]
+        if repeated:
+            lines += ["", "Seconds are medians of repeated runs after a warm-up; the speed-up of each run:"]
+            lines += [
+                f"`{r['network']}` "
+                + ", ".join(f"{b / f:.2f}x" for b, f in zip(r["monai-fp32"]["runs"], r["fast"]["runs"]))
+                + f" (MONAI fp32 {', '.join(f'{b:.1f}' for b in r['monai-fp32']['runs'])} s; "
+                + f"fast {', '.join(f'{f:.2f}' for f in r['fast']['runs'])} s)."
+                for r in repeated
+            ]
         stitches = [r for r in results["2d"] if "stitch_seconds" in r]
         if stitches:
             lines += [
@@ -865,6 +900,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     elif acc:
         lines += [f"**Accuracy**: skipped ({acc.get('skipped')}).", ""]
+    lines += ct_markdown(results.get("accuracy_ct") or [])
     lines += gpu_markdown(results.get("gpu") or {})
     if results.get("training"):
         lines += [
@@ -1002,6 +1038,26 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def merge_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several saved runs (sections measured separately, e.g. on a quiet machine one at a time): the
+    first run's machine and arguments, every run's command; a later run's accuracy/training/gpu section replaces an
+    earlier one's, and its 2D/3D rows replace the rows of the same network."""
+    merged = json.loads(json.dumps(runs[0]))
+    for run in runs[1:]:
+        for section in ("2d", "3d"):
+            if run.get(section):
+                names = {r["network"] for r in run[section]}
+                kept = [r for r in merged.get(section) or [] if r["network"] not in names]
+                merged[section] = kept + run[section]
+        for section in ("accuracy", "accuracy_ct", "training", "gpu"):
+            if run.get(section):
+                merged[section] = run[section]
+        merged["command"] += f"; {run['command']}"
+        merged["date"] = max(merged["date"], run["date"])
+        merged["machine"]["load_after"] = run["machine"]["load_after"]
+    return merged
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     all2d = [
         "hannet",
@@ -1047,16 +1103,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--accuracy-overrides", default=None, help='hannet inference.json overrides: {"network_def#features": [...]}'
     )
+    p.add_argument(
+        "--ct-bundles",
+        nargs="*",
+        default=None,
+        choices=CT_BUNDLES,
+        help=f"3D bundles whose trained models are checked on their CT phantoms (default {' '.join(CT_BUNDLES)}; "
+        "--quick: none)",
+    )
+    p.add_argument(
+        "--ct-checkpoint", nargs="*", default=[], metavar="BUNDLE=PATH", help="weights of a --ct-bundles bundle"
+    )
     p.add_argument("--accuracy-tiles", type=int, default=4, help="generated tiles besides the real image")
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder of the JSON and markdown")
     p.add_argument("--write-docs", action="store_true", help="refresh docs/benchmarks.md and docs/figures/")
-    p.add_argument("--from-json", default=None, help="no measurement: report (and --write-docs) a saved run")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per 2D/3D variant after the warm-up (median)")
+    p.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        help="no measurement: report (and --write-docs) saved runs; several are merged (a later file's sections and "
+        "2D/3D rows replace an earlier one's)",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     args.networks = args.networks or (["hannet", "monai.basicunet"] if quick else all2d)
     args.networks3d = args.networks3d or (["gridattentionunet", "danie"] if quick else list(ALL_3D))
+    args.ct_bundles = ([] if quick else list(CT_BUNDLES)) if args.ct_bundles is None else args.ct_bundles
     args.bundles = args.bundles or (["hannet", "mcsa_unet"] if quick else list(BUNDLES))
     if args.ablation_networks is None:
         args.ablation_networks = ["hannet"] if quick else ["hannet", "monai.basicunetplusplus"]
@@ -1078,7 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
 
     if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
+        results = merge_results([json.loads(Path(f).read_text()) for f in args.from_json])
     else:
         warnings.filterwarnings("ignore")
         if args.threads:
@@ -1128,6 +1203,8 @@ def main(argv: list[str] | None = None) -> int:
             results["3d"] = bench_3d(args, peak, log)
         if "accuracy" not in args.skip:
             results["accuracy"] = bench_accuracy(args, log)
+            checkpoints = dict(item.split("=", 1) for item in args.ct_checkpoint)
+            results["accuracy_ct"] = bench_ct_accuracy(args.ct_bundles, log, checkpoints)
         if "training" not in args.skip:
             results["training"] = bench_training(args, log)
         if "gpu" not in args.skip:

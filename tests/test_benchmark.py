@@ -134,3 +134,57 @@ def _minimal_results() -> dict:
         "command": "c",
         "args": {"volume": [64, 64, 32]},
     }
+
+
+def test_saved_runs_merge_section_by_section_and_row_by_row():
+    bench = _bench_module()
+    first = {**_minimal_results(), "2d": [{"network": "hannet", "fast": {"seconds": 2.0}}, {"network": "danie"}]}
+    first["accuracy"] = {"skipped": "no checkpoint"}
+    second = {**_minimal_results(), "command": "c2", "date": "e", "accuracy_ct": [{"bundle": "danie"}]}
+    second["2d"] = [{"network": "hannet", "fast": {"seconds": 1.0, "runs": [1.1, 1.0, 0.9]}}]
+    merged = bench.merge_results([first, second])
+    assert [r["network"] for r in merged["2d"]] == ["danie", "hannet"]  # the later run's hannet row replaces
+    assert merged["2d"][1]["fast"]["runs"] == [1.1, 1.0, 0.9] and merged["accuracy"] == first["accuracy"]
+    assert merged["accuracy_ct"] == [{"bundle": "danie"}] and merged["command"] == "c; c2" and merged["date"] == "e"
+    assert first["2d"][1] == {"network": "danie"}  # the inputs are not changed
+
+
+def test_median_of_repeated_runs_keeps_every_run():
+    bench = _bench_module()
+    seconds = iter([3.0, 1.0, 2.0])
+    m = bench.measure_median(lambda: next(seconds), 3)
+    assert len(m["runs"]) == 3 and m["seconds"] == sorted(m["runs"])[1] and m["result"] == 2.0
+
+
+@pytest.mark.slow
+def test_ct_accuracy_compares_the_default_path_with_fp32_on_the_phantoms(tmp_path, one_thread):
+    bench = _bench_module()
+    from bench_ct_accuracy import bench_ct_accuracy, ct_markdown
+
+    from attnseg_monai.inference import load_bundle
+    from tests.inference.helpers import UNTRAINED
+
+    torch.manual_seed(0)
+    parts = load_bundle("attention_unet", load_weights=False, checkpoint=UNTRAINED)
+    torch.save(parts.network.state_dict(), tmp_path / "au.pt")
+    lines: list[str] = []
+    rows = bench_ct_accuracy(["attention_unet", "danie"], lines.append, {"attention_unet": str(tmp_path / "au.pt"),
+                             "danie": str(tmp_path / "missing.pt")})  # fmt: skip
+    au, danie = rows
+    assert danie["skipped"].startswith("no checkpoint at") and "missing.pt" in danie["skipped"]
+    assert (
+        len(au["cases"]) == 2
+        and au["fp32"]["engine"] == ["torch"]
+        and au["default"]["engine"]
+        in (
+            ["openvino"],
+            ["torch"],
+        )
+    )
+    for case in au["cases"]:
+        assert case["case"].endswith("_seg.nii.gz") and 0.0 <= case["agreement"] <= 1.0 and 0.0 <= case["dice"] <= 1
+        assert len(case["shape"]) == 3
+    assert au["min_agreement"] == min(c["agreement"] for c in au["cases"])
+    text = "\n".join(ct_markdown(rows))
+    assert "**Accuracy on CT**" in text and "no checkpoint at" in text and au["cases"][0]["case"] in text
+    assert bench.markdown({**_minimal_results(), "accuracy_ct": rows}).count("**Accuracy on CT**") == 1

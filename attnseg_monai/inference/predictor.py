@@ -287,16 +287,9 @@ class BundlePredictor:
         manifest.load()
         cleanup_temporary(out_dir, rank=None if world == 1 else rank)
         several = len(self.members) > 1 or self.tta
-        extras = [
-            n
-            for n, on in (
-                ("probabilities", run.save_probabilities),
-                ("overlay", run.save_overlays),
-                ("entropy", run.save_uncertainty),
-                ("mutual_information", run.save_uncertainty and several),
-            )
-            if on
-        ]
+        kinds = ("probabilities", "overlay", "entropy", "mutual_information")
+        wanted = (run.save_probabilities, run.save_overlays, run.save_uncertainty, run.save_uncertainty and several)
+        extras = [n for n, on in zip(kinds, wanted) if on]
         plan = OutputPlan(
             out_dir,
             outputs,
@@ -353,6 +346,7 @@ class BundlePredictor:
                         plan.check_conflicts(plan.expected(case.case_id, kind).values())
                         item = segmenter.infer(loaded["data"])
                         produced = segmenter.write(case.case_id, item, loaded["source"], plan)
+                        record["engine"] = segmenter.engine_used()
                         if run.save_uncertainty:
                             record["uncertainty"] = segmenter.uncertainty_scores(item)
                         try:

@@ -89,6 +89,7 @@ class CaseSegmenter:
         self.samples = len(self.members) * max(1, len(self.augmentations))
         self.mutual = run.save_uncertainty and self.samples > 1  # the samples' mean entropy rides as channel C
         self._ensemble: ProbabilityEnsemble | None = None
+        self._last: Any = parts.network  # the network the last single-model case ran (its engine goes to the manifest)
         inferer = parts.inferer
         self.kind = getattr(inferer, "output", None)  # attnseg's slab inferers return labels/probabilities/logits
         self.want_probs = run.save_probabilities or run.save_uncertainty
@@ -123,13 +124,20 @@ class CaseSegmenter:
         ensemble of the members' prepared copies and the test-time augmentations."""
         if self.samples == 1 and not self.mutual:
             fast = getattr(self.parts.inferer, "fast_network", None)
-            return fast(x, self.parts.network) if fast is not None else self.parts.network
+            self._last = fast(x, self.parts.network) if fast is not None else self.parts.network
+            return self._last
         if self._ensemble is None:
             inferer = self.parts.inferer
             policy = inferer.policy_for(x.device)
             members = [inferer.prepare(m, policy) if inferer.uses_prepared(policy) else m for m in self.members]
             self._ensemble = ProbabilityEnsemble(members, self.augmentations or None, expected_entropy=self.mutual)
         return self._ensemble
+
+    def engine_used(self) -> str:
+        """The engine that ran the network on the last case, for the manifest: ``"openvino"`` or ``"torch"`` (also
+        after OpenVINO fell back), ``"openvino+torch"`` when ensemble members ran on different engines."""
+        nets = self._ensemble.members if self._ensemble is not None else [self._last]
+        return "+".join(sorted({str(getattr(n, "engine", "torch")) for n in nets}))
 
     def _pred_and_probs(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(what the bundle's inferer returns, probabilities or None, the samples' mean entropy or None)``."""
@@ -355,7 +363,7 @@ class CaseSegmenter:
                     progress=self.run.progress,
                     desc=case.case_id,
                 )
-            plan.commit(case.case_id, {**record, "slide": result.as_dict()}, produced)
+            plan.commit(case.case_id, {**record, "slide": result.as_dict(), "engine": self.engine_used()}, produced)
         finally:
             for _, tmp in produced.values():
                 tmp.unlink(missing_ok=True)

@@ -81,7 +81,10 @@ def test_cli_engine_flag_reaches_the_predictor(checkpoint, tmp_path, monkeypatch
     write_png(tmp_path / "in" / "a.png", 48, 40)
     args = ["infer", "hannet", str(tmp_path / "in"), str(tmp_path / "out"), "--checkpoint", str(checkpoint)]
     args += ["--overrides", json.dumps(HANNET_OVERRIDES), "--device", "cpu", "--num_workers", "0", "--noprogress"]
+    manifest = tmp_path / "out" / "attnseg_manifest.json"
     assert main([*args, "--engine", "torch"]) == 0
+    assert json.loads(manifest.read_text())["cases"]["a"]["engine"] == "torch"  # what ran, recorded per case
     assert main([*args, "--overwrite"]) == 0
+    assert json.loads(manifest.read_text())["cases"]["a"]["engine"] == "openvino"
     assert seen == ["torch", "auto"]
     assert main([*args, "--engine", "tensorrt"]) != 0
