@@ -400,6 +400,7 @@ class AttnsegCLI:
         output_dir: str | None = None,
         include_background: bool = False,
         regions: Any = None,
+        label_mapping: str = "none",
         json: bool = False,
     ) -> None:
         """Score predictions against labels: per-case CSV and a summary (mean, std, per class or region).
@@ -415,6 +416,8 @@ class AttnsegCLI:
             include_background: score class 0 too.
             regions: JSON object of regions scored instead of the classes, each a union of class values, e.g.
                 '{"disc": [1, 2], "cup": [2]}' (nested structures).
+            label_mapping: none (label values are classes) or btcv (raw BTCV organ ids 0..13 mapped to the 8 Synapse
+                classes, for danie).
             json: print the summary as JSON.
         """
         from .inference.evaluate import evaluate_folders
@@ -431,6 +434,7 @@ class AttnsegCLI:
             output_dir=output_dir,
             include_background=include_background,
             regions=_overrides(regions, "--regions", '{"disc": [1, 2], "cup": [2]}'),
+            label_mapping=label_mapping,
         )
         summary = result.summary
         if json:

@@ -79,6 +79,9 @@ class EvalTask:
     class_names: dict[int, str] = field(default_factory=dict)
     #: regions scored instead of the classes, each a union of class values (``{"disc": (1, 2), "cup": (2,)}``)
     regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: how label files' values become class values: ``"none"`` (as stored) or ``"btcv"`` (BTCV's 13 organ ids mapped
+    #: to the 8 Synapse classes, as DANIE's loader maps them for training)
+    label_mapping: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

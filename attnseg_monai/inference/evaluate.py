@@ -37,6 +37,7 @@ import torch
 from monai.metrics import get_confusion_matrix
 from monai.networks.utils import one_hot
 
+from ..data.ct_labels import btcv_to_synapse8
 from ..data.pairing import IMAGE_SUFFIXES, LABEL_SUFFIXES, pairing_key
 from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..io.suffixes import split_image_name
@@ -92,6 +93,10 @@ def _spacing(img: Any, dims: int) -> tuple[float, ...]:
     return tuple(float(np.linalg.norm(a[:dims, i])) or 1.0 for i in range(dims))
 
 
+#: accepted values of ``label_mapping`` (``attnseg evaluate --label_mapping``)
+LABEL_MAPPINGS = ("none", "btcv")
+
+
 def _as_map(img: Any, name: str, path: Path) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(img))
     if t.ndim >= 3 and t.shape[0] == 1:
@@ -127,6 +132,7 @@ def evaluate_folders(
     output_dir: str | os.PathLike | None = None,
     include_background: bool = False,
     regions: Mapping[str, Sequence[int]] | None = None,
+    label_mapping: str = "none",
 ) -> EvaluationResult:
     """Score every prediction in ``pred_dir`` against its label in ``label_dir``; write CSVs and a JSON summary.
 
@@ -141,10 +147,12 @@ def evaluate_folders(
         include_background: score class 0 too (``evaluate_case`` metrics).
         regions: score these unions of class values instead of each class (``{"disc": [1, 2], "cup": [2]}``):
             columns ``<metric>_<region>``, and ``<metric>_mean`` over the regions.
+        label_mapping: ``"none"`` (label values are class values) or ``"btcv"`` (raw BTCV labels: organ ids 0..13
+            mapped to the 8 Synapse classes the DANIE bundle predicts, :func:`~attnseg_monai.data.btcv_to_synapse8`).
 
     Raises:
         ValueError: without ``bundle`` and ``num_classes``, for unknown metrics, missing folders, or regions that are
-            not non-empty lists of class values below ``num_classes``.
+            not non-empty lists of class values below ``num_classes``, or an unknown ``label_mapping``.
     """
     preds, labels = Path(pred_dir), Path(label_dir)
     for folder, what in ((preds, "prediction"), (labels, "label")):
@@ -172,6 +180,9 @@ def evaluate_folders(
     if pred_postfix is not None:
         task.pred_postfix = pred_postfix or None
     task.include_background = bool(include_background)
+    if label_mapping not in LABEL_MAPPINGS:
+        raise ValueError(f"label_mapping must be one of {LABEL_MAPPINGS}, got {label_mapping!r}.")
+    task.label_mapping = label_mapping
     if regions:
         task.regions = _check_regions(regions, task.num_classes)
 
@@ -230,6 +241,13 @@ def _score(pred_path: Path, label_path: Path, task: EvalTask, row: dict[str, Any
     if tuple(pred.shape) != tuple(gt.shape):
         raise ValueError(f"prediction {tuple(pred.shape)} and label {tuple(gt.shape)} differ in shape")
     spacing = _spacing(label_img, gt.ndim)
+    if task.label_mapping == "btcv":
+        gt = btcv_to_synapse8(gt)
+    elif task.mode == "classes" and task.num_classes == 9 and gt.numel() and 8 < int(gt.max()) <= 13:
+        raise ValueError(
+            f"label values 0..{int(gt.max())} but the task has 9 classes (0..8): raw BTCV organ ids? "
+            "pass --label_mapping btcv (maps them to the 8 Synapse classes)"
+        )
     if task.mode == "instances":
         inst_p, inst_g = pred.long(), gt.long()
         pred_c, gt_c = (inst_p > 0).long(), (inst_g > 0).long()

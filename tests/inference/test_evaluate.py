@@ -112,3 +112,29 @@ def test_regions_of_nested_classes_are_scored_instead_of_the_classes(tmp_path):
     for bad in ({"disc": []}, {"disc": [0, 1]}, {"disc": [3]}, {"disc": "12"}):
         with pytest.raises(ValueError, match="region 'disc'"):
             evaluate_folders(tmp_path / "pred", tmp_path / "labels", bundle="attention_unet", regions=bad)
+
+
+def test_raw_btcv_labels_are_mapped_for_danie_on_request_and_refused_with_the_remedy(tmp_path):
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    btcv = np.zeros((12, 10, 6), np.uint8)  # depth 6: a last axis of 3 or 4 would read as colour channels
+    btcv[1:5, 1:5, 1:3] = 6  # BTCV liver -> Synapse liver (5)
+    btcv[6:9, 6:9, :2] = 11  # BTCV pancreas -> Synapse pancreas (6)
+    btcv[9:11, 0:2, :] = 9  # BTCV portal vein: not one of the 8 organs -> background
+    pred = np.zeros_like(btcv)
+    pred[1:5, 1:5, 1:3] = 5
+    pred[6:9, 6:9, :1] = 6  # half the pancreas
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    nib.save(nib.Nifti1Image(btcv, affine), tmp_path / "labels" / "img0001.nii.gz")
+    nib.save(nib.Nifti1Image(pred, affine), tmp_path / "pred" / "img0001_seg.nii.gz")
+    refused = evaluate_folders(tmp_path / "pred", tmp_path / "labels", bundle="danie", output_dir=tmp_path / "a")
+    assert "raw BTCV organ ids? pass --label_mapping btcv" in refused.failures[0]["error"]
+    mapped = evaluate_folders(
+        tmp_path / "pred", tmp_path / "labels", bundle="danie", label_mapping="btcv", output_dir=tmp_path / "b"
+    )
+    (row,) = mapped.rows
+    assert row["status"] == "ok", row
+    assert row["dice_liver"] == pytest.approx(1.0)
+    assert row["dice_pancreas"] == pytest.approx(2 * 9 / (9 + 18))
+    with pytest.raises(ValueError, match="label_mapping must be one of"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "labels", bundle="danie", label_mapping="msd")
