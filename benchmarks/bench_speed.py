@@ -1043,9 +1043,14 @@ def merge_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first run's machine and arguments, every run's command; a later run's accuracy/training/gpu section replaces an
     earlier one's, and its 2D/3D rows replace the rows of the same network."""
     merged = json.loads(json.dumps(runs[0]))
+    sizes = {"2d": "slide", "3d": "volume"}  # a section's rows are comparable only at one slide / volume size
     for run in runs[1:]:
-        for section in ("2d", "3d"):
+        for section, size in sizes.items():
             if run.get(section):
+                before, now = merged["args"].get(size), run["args"].get(size)
+                if merged.get(section) and before != now:
+                    raise ValueError(f"cannot merge {section} rows measured at {size} {before} and {now}")
+                merged["args"][size] = now
                 names = {r["network"] for r in run[section]}
                 kept = [r for r in merged.get(section) or [] if r["network"] not in names]
                 merged[section] = kept + run[section]

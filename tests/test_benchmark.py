@@ -147,6 +147,10 @@ def test_saved_runs_merge_section_by_section_and_row_by_row():
     assert merged["2d"][1]["fast"]["runs"] == [1.1, 1.0, 0.9] and merged["accuracy"] == first["accuracy"]
     assert merged["accuracy_ct"] == [{"bundle": "danie"}] and merged["command"] == "c; c2" and merged["date"] == "e"
     assert first["2d"][1] == {"network": "danie"}  # the inputs are not changed
+    third = {**_minimal_results(), "args": {"volume": [32, 32, 16]}, "3d": [{"network": "danie"}]}
+    assert bench.merge_results([first, third])["args"]["volume"] == [32, 32, 16]  # the size the 3D rows come from
+    with pytest.raises(ValueError, match="cannot merge 3d rows measured at volume"):
+        bench.merge_results([{**third, "args": {"volume": [64, 64, 32]}}, third])
 
 
 def test_median_of_repeated_runs_keeps_every_run():
@@ -188,3 +192,16 @@ def test_ct_accuracy_compares_the_default_path_with_fp32_on_the_phantoms(tmp_pat
     text = "\n".join(ct_markdown(rows))
     assert "**Accuracy on CT**" in text and "no checkpoint at" in text and au["cases"][0]["case"] in text
     assert bench.markdown({**_minimal_results(), "accuracy_ct": rows}).count("**Accuracy on CT**") == 1
+
+
+@pytest.mark.slow
+def test_engine_parity_times_the_three_variants_round_by_round(tmp_path, one_thread, monkeypatch, capsys):
+    _bench_module()  # puts benchmarks/ on the import path
+    import engine_parity
+
+    monkeypatch.setenv("ATTNSEG_OPENVINO_CACHE", str(tmp_path / "cache"))
+    seconds = engine_parity.parity("gridattentionunet", 2, [96, 80], rounds=2)
+    assert set(seconds) == {"shipped", "direct", "engine"} and all(len(v) == 2 for v in seconds.values())
+    assert all(t > 0 for v in seconds.values() for t in v)
+    assert engine_parity.main(["gridattentionunet", "--dims", "2", "--slide", "64", "64", "--rounds", "1"]) == 0
+    assert capsys.readouterr().out.count("gridattentionunet 2D 64x64") == 3

@@ -3,8 +3,9 @@
 :class:`OpenVINONetwork` is a :class:`~.prepare.FastNetwork` (so every inferer, the ensemble and the predictor take it
 where they take the torch one) whose ``forward`` runs OpenVINO on CPU tensors:
 
-1. **Convert** (first call): ``openvino.convert_model(module, example_input=...)`` on the float32 eval-mode network,
-   with the batch and spatial sizes dynamic, so one conversion serves every window shape.
+1. **Convert** (first call): ``openvino.convert_model(module, example_input=...)`` on a float32 eval-mode copy of the
+   network as given (not the torch-prepared copy), with the batch and spatial sizes dynamic, so one conversion
+   serves every window shape.
 2. **Check**: the converted model, compiled in float32, must reproduce torch's float32 output on a random input of
    *another* shape than the one it was traced with (largest difference at most :data:`CHECK_TOLERANCE` of the
    largest output). A network whose dynamic conversion does not (a size frozen at tracing) is converted again for
@@ -68,7 +69,7 @@ CHECK_TOLERANCE = 1e-2
 #: window shapes kept compiled per network
 MAX_COMPILED = 8
 #: version of what the cache holds (bump when an entry's meaning changes)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the network as given is converted, not the torch-prepared copy
 
 _PRIMITIVES = (bool, int, float, str, type(None))
 _SOURCE_DIGESTS: dict[type, str] = {}
@@ -217,7 +218,7 @@ class OpenVINONetwork(FastNetwork):
     Args:
         prepared: the torch :class:`FastNetwork` of the same network and policy (the fallback, and the attention
             maps).
-        network: the network as given (a float32 copy of it is converted when ``prepared`` holds other weights).
+        network: the network as given (a float32 eval-mode copy of it is converted).
         hint: OpenVINO's ``INFERENCE_PRECISION_HINT`` (``"f32"``, ``"bf16"``, ``"f16"``); ``None``: its default.
         name: the network's name in messages.
         cache_dir: folder of converted models (default :func:`openvino_cache_dir`; ``None`` there: no disk cache).
@@ -245,13 +246,13 @@ class OpenVINONetwork(FastNetwork):
         cache_dir: str | os.PathLike | None | bool = True,
     ) -> None:
         super().__init__(prepared.module, prepared.policy, prepared.batch_norms_folded)
-        if prepared.policy.weight_dtype == torch.float32:
-            source = prepared.module  # float32 weights (autocast or reference policy): convert the prepared copy
-        else:  # pure half precision on torch: convert float32 weights, OpenVINO chooses its own precision
-            wrapped = isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel))
-            net = network.module if wrapped else network
-            with torch.inference_mode(False), torch.no_grad():
-                source = copy.deepcopy(net).float().eval()
+        # the network as given, float32, eval mode: not the torch-prepared copy, whose rewrites serve torch's kernels
+        # (instance norm as GroupNorm(C, C) made OpenVINO 1.75x slower on a MONAI BasicUNet window; OpenVINO folds
+        # batch norm and picks its own layout and precision)
+        wrapped = isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+        net = network.module if wrapped else network
+        with torch.inference_mode(False), torch.no_grad():
+            source = copy.deepcopy(net).float().eval()
         object.__setattr__(self, "_source", source)  # not a submodule: no second copy in state_dict()
         self.hint = hint
         self.name = name

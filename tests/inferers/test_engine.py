@@ -332,3 +332,31 @@ def test_extra_outputs_and_attention_maps_keep_working(cache):
         assert set(han.attention_maps(torch.rand(1, 3, 32, 32))) == set(
             _hannet().attention_maps(torch.rand(1, 3, 32, 32))
         )
+
+
+def test_openvino_converts_the_network_as_given_not_the_torch_prepared_copy(cache, monkeypatch):
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    net = BasicUNet(2, 1, 2, features=(4, 4, 8, 16, 32, 4)).eval()  # instance norm
+    converted = []
+    convert = openvino.convert_model
+
+    def recording(module, *args, **kwargs):
+        converted.append(module)
+        return convert(module, *args, **kwargs)
+
+    monkeypatch.setattr(openvino, "convert_model", recording)
+    fast = prepare_engine(net, resolve_policy("auto", "cpu"), "openvino")
+    x = torch.rand(1, 1, 64, 48)
+    with torch.inference_mode():
+        out, reference = fast(x), net(x)
+    (module,) = converted
+    norms = {type(m) for m in module.modules()}
+    # torch's prepared copy swaps instance norm for GroupNorm(C, C) (faster channels-last kernels in torch);
+    # OpenVINO gets MONAI's own instance norm (its fused normalisation is faster), float32, eval mode
+    assert nn.InstanceNorm2d in norms and nn.GroupNorm not in norms
+    assert any(isinstance(m, nn.GroupNorm) for m in fast.module.modules())
+    assert not module.training and all(p.dtype == torch.float32 for p in module.parameters())
+    assert module is not net and fast.engine == "openvino"
+    assert (out.argmax(1) == reference.argmax(1)).float().mean() > 0.99
