@@ -34,6 +34,7 @@ def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
         "--bundles", "focal_attn_unet",
         "--checkpoint", str(ckpt),
         "--accuracy-overrides", json.dumps({"network_def#features": HANNET_OVERRIDES["network_def#features"]}),
+        "--engine", "torch",  # the shipped row on torch here: OpenVINO conversions (~30 s) are tested elsewhere
         "--out", str(out),
     ]  # fmt: skip
     assert bench.main(argv) == 0
@@ -48,7 +49,7 @@ def test_quick_run_measures_every_section_and_re_renders(tmp_path, one_thread):
     assert row2d["speedup"] == pytest.approx(row2d["monai-fp32"]["seconds"] / row2d["fast"]["seconds"])
     assert 0.0 <= row2d["fast"]["agreement_with_fp32"] <= 1.0
     # engines through the same fitted grid: the fast path as shipped, on torch, OpenVINO and onnxruntime directly
-    assert row2d["fast"]["engine"] in ("openvino", "torch") and row2d["fast-torch"]["engine"] == "torch"
+    assert row2d["fast"]["engine"] == "torch" and row2d["fast-torch"]["engine"] == "torch"
     for key in ("fast-torch", "openvino", "onnxruntime"):
         assert row2d[key]["windows"] == row2d["fast"]["windows"], key
         assert 0.0 <= row2d[key]["agreement_with_fp32"] <= 1.0 and row2d[key]["peak_fraction"] > 0
