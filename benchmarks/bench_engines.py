@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ENGINE_VARIANTS", "GPU_VARIANTS", "DirectEngine", "bench_gpu", "engine_of", "gpu_markdown"]
+__all__ = ["ENGINE_VARIANTS", "GPU_VARIANTS", "DirectEngine", "bench_gpu", "engine_of", "fitted_grid", "gpu_markdown"]
 
 #: what each 2D/3D case runs besides MONAI's float32 baseline: the fast path as shipped (engine auto), the fast path
 #: on torch, OpenVINO and onnxruntime driven directly
@@ -26,6 +26,20 @@ ENGINE_VARIANTS = ("fast", "fast-torch", "openvino", "onnxruntime")
 GPU_VARIANTS = ("monai-fp32", "fast", "compile", "tensorrt")
 #: which measured matmul peak a variant's effective GFLOP/s is compared with
 PEAK_OF = {"monai-fp32": "fp32", "onnxruntime": "fp32", "fast-fp32": "fp32"}
+
+
+def fitted_grid(roi: int, overlap: float, divisor: int) -> dict[str, Any]:
+    """``FastSlidingWindowInferer`` arguments of the fast path's fitted window grid (windows of at most ``roi``,
+    overlap at least ``overlap`` of a window, sizes divisible by ``divisor``, Gaussian blending, one window a call),
+    shared by every row that must run the same windows."""
+    return {
+        "roi_size": roi,
+        "sw_batch_size": 1,
+        "overlap": overlap,
+        "mode": "gaussian",
+        "fit_windows": True,
+        "size_divisible_by": divisor,
+    }
 
 
 def engine_of(inferer: Any, net: nn.Module) -> dict[str, Any]:
@@ -128,23 +142,9 @@ def bench_gpu(args: Any, factories: dict[str, Callable[[], nn.Module]], log: Cal
             continue
         torch.manual_seed(0)
         net = factories[net_name]().to(device).eval()
-        divisor = int(getattr(net, "size_divisible_by", 16))
-        fast = FastSlidingWindowInferer(
-            roi_size=args.fast_roi,
-            overlap=args.fast_overlap,
-            mode="gaussian",
-            fit_windows=True,
-            size_divisible_by=divisor,
-        )
-        fixed = FastSlidingWindowInferer(
-            roi_size=args.fast_roi,
-            overlap=args.fast_overlap,
-            mode="gaussian",
-            fit_windows=True,
-            size_divisible_by=divisor,
-            precision="fp32",
-            engine="torch",
-        )
+        fitted = fitted_grid(args.fast_roi, args.fast_overlap, int(getattr(net, "size_divisible_by", 16)))
+        fast = FastSlidingWindowInferer(**fitted)
+        fixed = FastSlidingWindowInferer(precision="fp32", engine="torch", **fitted)
         row: dict[str, Any] = {"network": net_name}
         labels: dict[str, torch.Tensor] = {}
         for key in args.gpu_variants:

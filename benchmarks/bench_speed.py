@@ -71,6 +71,7 @@ from bench_engines import (  # noqa: E402 - this folder's helper module, found n
     DirectEngine,
     bench_gpu,
     engine_of,
+    fitted_grid,
     gpu_markdown,
 )
 
@@ -329,19 +330,9 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
         flops_pp = _flops_per_element(net, (args.flops_size,) * 2, 3)
         flops = flops_pp * pixels
         runs: dict[str, Any] = {}
-        fast = FastSlidingWindowInferer(
-            roi_size=args.fast_roi,
-            sw_batch_size=1,
-            overlap=args.fast_overlap,
-            mode="gaussian",
-            precision=args.precision,
-            engine=args.engine,
-            fit_windows=True,
-            size_divisible_by=divisor,
-        )
+        fitted = fitted_grid(args.fast_roi, args.fast_overlap, divisor)
+        fast = FastSlidingWindowInferer(precision=args.precision, engine=args.engine, **fitted)
         variants: dict[str, Any] = {"fast": (fast, net)}
-        fitted = {"sw_batch_size": 1, "overlap": args.fast_overlap, "mode": "gaussian", "fit_windows": True}
-        fitted.update(roi_size=args.fast_roi, size_divisible_by=divisor)
         if "fast-torch" in args.variants:
             variants["fast-torch"] = (FastSlidingWindowInferer(precision=args.precision, engine="torch", **fitted), net)
         direct: dict[str, Any] = {}
@@ -421,6 +412,19 @@ def bench_2d(args: argparse.Namespace, peak: dict[str, float], log: Callable[[st
     return rows
 
 
+def inferer_3d(kind: str, roi: list[int] | None, shape: tuple[int, ...]) -> tuple[Any, tuple[int, ...], torch.Tensor]:
+    """The plain inferer of a 3D case (``"slab"``: the slab sliding window over ``roi``; ``"slicewise"``: 8 slices a
+    call), the network's input shape per call, and a warm-up volume that makes the network see every call shape a
+    volume of ``shape`` gives (for slices: a full batch of 8 and the volume's last, shorter batch)."""
+    from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer
+
+    if kind == "slab":
+        base = SlabSlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian", output="labels")
+        return base, (1, 1, *roi), torch.rand(1, 1, *roi)
+    base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
+    return base, (8, 1, shape[0], shape[1]), torch.rand(1, 1, shape[0], shape[1], 8 + shape[2] % 8)
+
+
 def _bench_3d_case(
     name: str,
     factory: Callable[[], nn.Module],
@@ -433,21 +437,13 @@ def _bench_3d_case(
 ) -> dict[str, Any]:
     """One 3D case: the volume through the fast path (slab or slice-wise), labels out; the other engines of
     ``args.variants`` through the same inferer in ``row["engines"]``, labels compared with onnxruntime's float32 run."""
-    from attnseg_monai.inferers import SlabSlidingWindowInferer, SliceWiseInferer, with_fast_path
+    from attnseg_monai.inferers import with_fast_path
 
     shape = tuple(volume.shape[2:])
     voxels = math.prod(shape)
     net = _randomise(factory())
-    if kind == "slab":
-        flops_pp = _flops_per_element(net, tuple(roi), 1)
-        base = SlabSlidingWindowInferer(roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian", output="labels")
-        warm = torch.rand(1, 1, *roi)
-    else:
-        flops_pp = _flops_per_element(net, shape[:2], 1)
-        base = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
-        # a full batch of 8 slices and the volume's last, shorter batch: every shape the run sees is compiled here
-        warm = torch.rand(1, 1, shape[0], shape[1], 8 + shape[2] % 8)
-    window = (1, 1, *roi) if kind == "slab" else (8, 1, shape[0], shape[1])
+    base, window, warm = inferer_3d(kind, roi, shape)
+    flops_pp = _flops_per_element(net, tuple(roi) if kind == "slab" else shape[:2], 1)
     variants: dict[str, Any] = {"fast": (with_fast_path(base, precision=args.precision, engine=args.engine), net)}
     if "fast-torch" in args.variants:
         variants["fast-torch"] = (with_fast_path(base, precision=args.precision, engine="torch"), net)

@@ -29,24 +29,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_speed  # noqa: E402 - this folder's benchmark: its network factories and randomisation
-from bench_engines import DirectEngine  # noqa: E402
+from bench_engines import DirectEngine, fitted_grid  # noqa: E402
 
 
 def parity(name: str, dims: int, size: list[int], rounds: int) -> dict[str, list[float]]:
     """Seconds per round of each variant (see the module docstring)."""
-    from attnseg_monai.inferers import (
-        FastSlidingWindowInferer,
-        SlabSlidingWindowInferer,
-        SliceWiseInferer,
-        with_fast_path,
-    )
+    from attnseg_monai.inferers import FastSlidingWindowInferer, with_fast_path
     from attnseg_monai.precision import prepare_engine, resolve_policy
 
     if dims == 2:
         net = bench_speed._randomise(bench_speed.networks_2d(3, 2)[name]())
         image = torch.rand(1, 3, *size)
-        fitted = {"roi_size": 512, "sw_batch_size": 1, "overlap": 0.125, "mode": "gaussian", "fit_windows": True}
-        fitted["size_divisible_by"] = int(net.size_divisible_by)
+        defaults = bench_speed.parse_args([])  # the benchmark's own window grid (--fast-roi, --fast-overlap)
+        fitted = fitted_grid(defaults.fast_roi, defaults.fast_overlap, int(net.size_divisible_by))
         shipped = FastSlidingWindowInferer(**fitted)
         plain = FastSlidingWindowInferer(precision="fp32", engine="torch", **fitted)
         window = (1, 3, *shipped._grid(image, net)[0])
@@ -54,14 +49,7 @@ def parity(name: str, dims: int, size: list[int], rounds: int) -> dict[str, list
         factory, kind, roi, _ = bench_speed.networks_3d(False)[name]
         net = bench_speed._randomise(factory())
         image = torch.rand(1, 1, *size)
-        if kind == "slab":
-            plain = SlabSlidingWindowInferer(
-                roi_size=roi, sw_batch_size=1, overlap=0.25, mode="gaussian", output="labels"
-            )
-            window = (1, 1, *roi)
-        else:
-            plain = SliceWiseInferer(roi_size=None, sw_batch_size=8, axis=-1, output="labels")
-            window = (8, 1, size[0], size[1])
+        plain, window, _ = bench_speed.inferer_3d(kind, roi, tuple(size))
         shipped = with_fast_path(plain, precision="auto", engine="auto")
     variants = {
         "shipped": (shipped, net),

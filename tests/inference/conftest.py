@@ -9,7 +9,7 @@ import torch
 
 from attnseg_monai.inference import BundlePredictor, load_bundle
 
-from .helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_3d_bundle
+from .helpers import save_tiny_hannet_checkpoint, tiny_hannet_predictor, write_3d_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +31,7 @@ def make_predictor(hannet_checkpoint):
     ``predict_files`` (``QUIET``: no reader processes, no bars)."""
 
     def factory(**settings) -> BundlePredictor:
-        return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
-            "hannet", checkpoint=hannet_checkpoint, overrides=HANNET_OVERRIDES
-        )
+        return tiny_hannet_predictor(hannet_checkpoint, **settings)
 
     return factory
 

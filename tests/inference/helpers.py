@@ -66,6 +66,16 @@ def save_tiny_hannet_checkpoint(path: Path) -> Path:
     return path
 
 
+def tiny_hannet_predictor(checkpoint: Path, overrides: dict | None = None, **settings):
+    """A CPU ``BundlePredictor`` of the hannet bundle with the tiny network of :data:`HANNET_OVERRIDES` and
+    ``checkpoint`` (see :func:`save_tiny_hannet_checkpoint`); ``overrides`` and ``settings`` on top."""
+    from attnseg_monai.inference import BundlePredictor
+
+    return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
+        "hannet", checkpoint=checkpoint, overrides={**HANNET_OVERRIDES, **(overrides or {})}
+    )
+
+
 def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Random H&E-ish RGB pixels (H, W, 3)."""
     return np.random.default_rng(seed).integers(60, 230, size=(height, width, 3), dtype=np.uint8)

@@ -15,7 +15,7 @@ from attnseg_monai.inference import BundlePredictor
 from attnseg_monai.inference.options import ModelSettings
 from attnseg_monai.precision import ENGINES, FastNetwork
 from attnseg_monai.precision.openvino_engine import OpenVINONetwork
-from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_png
+from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, tiny_hannet_predictor, write_png
 
 pytest.importorskip("openvino")  # the test extra installs it
 
@@ -28,12 +28,6 @@ BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("engine") / "tiny.pt")
-
-
-def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:
-    return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
-        "hannet", checkpoint=checkpoint, overrides={**HANNET_OVERRIDES, **(overrides or {})}
-    )
 
 
 def test_engine_defaults_to_auto_and_is_validated():
@@ -55,21 +49,21 @@ def test_every_bundle_inferer_takes_the_engine_key():
 
 
 def test_option_then_bundle_key_decide_the_engine(checkpoint):
-    auto = _predictor(checkpoint)
+    auto = tiny_hannet_predictor(checkpoint)
     assert auto.parts.inferer.engine == "auto" and isinstance(auto.network, OpenVINONetwork)
-    torch_key = _predictor(checkpoint, overrides={"engine": "torch"})  # the bundle's key
+    torch_key = tiny_hannet_predictor(checkpoint, overrides={"engine": "torch"})  # the bundle's key
     assert torch_key.parts.inferer.engine == "torch"
     assert isinstance(torch_key.network, FastNetwork) and not isinstance(torch_key.network, OpenVINONetwork)
-    forced = _predictor(checkpoint, overrides={"engine": "torch"}, engine="openvino")  # the option wins
+    forced = tiny_hannet_predictor(checkpoint, overrides={"engine": "torch"}, engine="openvino")  # the option wins
     assert forced.parts.inferer.engine == "openvino" and isinstance(forced.network, OpenVINONetwork)
     with pytest.raises(Exception, match="engine"):
-        _predictor(checkpoint, overrides={"engine": "onnx"})
+        tiny_hannet_predictor(checkpoint, overrides={"engine": "onnx"})
     image = torch.rand(3, 96, 80).numpy()
     a, b = torch_key.predict_array(image)["classes"], auto.predict_array(image)["classes"]
     assert a.shape == b.shape and (a == b).mean() > 0.95
 
 
-def test_cli_engine_flag_reaches_the_predictor(checkpoint, tmp_path, monkeypatch):
+def test_cli_engine_flag_reaches_thetiny_hannet_predictor(checkpoint, tmp_path, monkeypatch):
     seen = []
 
     class Recording(BundlePredictor):

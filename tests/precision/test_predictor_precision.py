@@ -13,7 +13,7 @@ from attnseg_monai.cli import AttnsegCLI, main
 from attnseg_monai.inference import BundlePredictor
 from attnseg_monai.inferers import FastSlidingWindowInferer
 from attnseg_monai.precision import FastNetwork, resolve_policy
-from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, write_png
+from tests.inference.helpers import HANNET_OVERRIDES, save_tiny_hannet_checkpoint, tiny_hannet_predictor, write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     return save_tiny_hannet_checkpoint(tmp_path_factory.mktemp("precision") / "tiny.pt")
-
-
-def _predictor(checkpoint, overrides=None, **settings) -> BundlePredictor:
-    return BundlePredictor(**{"device": "cpu", **settings}).from_bundle(
-        "hannet", checkpoint=checkpoint, overrides={**HANNET_OVERRIDES, **(overrides or {})}
-    )
 
 
 def test_precision_defaults_to_auto_and_is_validated():
@@ -40,22 +34,26 @@ def test_precision_defaults_to_auto_and_is_validated():
 
 
 def test_policy_follows_option_then_bundle_key_then_device(checkpoint):
-    auto = _predictor(checkpoint)
+    auto = tiny_hannet_predictor(checkpoint)
     assert auto.policy == resolve_policy("auto", "cpu")
     assert isinstance(auto.network, FastNetwork)  # what the bundle's inferer runs
-    bundle_fp32 = _predictor(checkpoint, overrides={"precision": "fp32"})  # the bundle's key, option left on auto
+    # the bundle's key, option left on auto
+    bundle_fp32 = tiny_hannet_predictor(checkpoint, overrides={"precision": "fp32"})
     assert bundle_fp32.policy.is_reference
-    forced = _predictor(checkpoint, overrides={"precision": "fp32"}, precision="bf16")  # the option wins
+    forced = tiny_hannet_predictor(checkpoint, overrides={"precision": "fp32"}, precision="bf16")  # the option wins
     assert forced.policy.name == "bf16"
     net = forced.network
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())  # folded
     assert all(p.dtype == torch.bfloat16 for p in net.parameters())
     with pytest.raises(Exception, match="precision"):
-        _predictor(checkpoint, overrides={"precision": "int8"})
+        tiny_hannet_predictor(checkpoint, overrides={"precision": "int8"})
 
 
 def test_bundle_inferer_is_the_fast_one_and_fp32_matches_bf16_closely(checkpoint):
-    fp32, bf16 = _predictor(checkpoint, precision="fp32"), _predictor(checkpoint, precision="bf16")
+    fp32, bf16 = (
+        tiny_hannet_predictor(checkpoint, precision="fp32"),
+        tiny_hannet_predictor(checkpoint, precision="bf16"),
+    )
     assert isinstance(fp32.parts.inferer, FastSlidingWindowInferer)
     image = torch.rand(3, 96, 80).numpy()
     a, b = fp32.predict_array(image)["classes"], bf16.predict_array(image)["classes"]
