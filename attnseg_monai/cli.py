@@ -274,7 +274,8 @@ class AttnsegCLI:
 
         Args:
             bundle: bundle name of this collection or bundle folder.
-            folds: number of folds to train (0 .. folds-1; the bundles deal their training data into 5).
+            folds: number of folds to train (0 .. folds-1; the bundles deal their training data into 5, fewer when
+                there are fewer training items; more folds than the datalist holds are refused before any training).
             dataset_dir: the data set (default: the bundle's embedded data).
             overrides: JSON object of training config overrides, e.g. '{"quick_epochs": 20}'.
             parallel: folds trained at once (one per GPU when GPUs exist).

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from ..io.suffixes import VOLUME_EXTENSIONS, strip_volume_extension
 from .base import DatasetReader, register_reader
 from .errors import DatasetError
-from .pairing import LABEL_SUFFIXES, PairingResult, pairing_key
+from .pairing import LABEL_SUFFIXES, PairingResult, label_key, strip_role_prefix
 
 __all__ = [
     "BTCVReader",
@@ -53,7 +53,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_KEY_PREFIX = re.compile(r"^(?:images|image|img|labels|label|seg|mask)(?=[0-9_\-. ])[_\-. ]?")
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
 _BTCV_IMAGE = re.compile(r"^img\d+", re.IGNORECASE)
 
@@ -66,10 +65,8 @@ def is_volume_file(path: Path) -> bool:
 
 def volume_case_key(name: str, role: str = "image") -> str:
     """The pairing key of a volume file name (see the module docstring); ``role`` is ``"image"`` or ``"label"``."""
-    key = strip_volume_extension(name).lower()
-    stripped = _KEY_PREFIX.sub("", key, count=1)
-    key = stripped or key
-    return pairing_key(key, LABEL_SUFFIXES) if role == "label" else key
+    key = strip_volume_extension(name)
+    return label_key(key, LABEL_SUFFIXES) if role == "label" else strip_role_prefix(key)
 
 
 def _list_volumes(folder: Path | None) -> list[Path]:

@@ -5,8 +5,10 @@ so the rules are the same everywhere:
 
 * the pairing key of a label is its stem in lower case with one trailing label suffix removed
   (``case01_mask.png`` -> ``case01``); the separator before the suffix may be ``_``, ``-``, ``.`` or a space;
+* a leading role word (:data:`ROLE_PREFIXES`, followed by a digit or a separator) is removed from a label's key, as
+  in BTCV's ``label0001.nii.gz`` -> ``0001`` or ``mask_07.png`` -> ``07``;
 * an image pairs with the label of the same key; failing that, one trailing image suffix is removed from the image
-  stem (``case01_img.tif`` -> ``case01``);
+  stem (``case01_img.tif`` -> ``case01``), and failing that a leading role word (``img0001`` -> ``0001``);
 * file endings do not matter (``a.tif`` pairs with ``a_mask.png``), but two images (or two labels) with the same
   key are ambiguous and reported.
 """
@@ -14,6 +16,7 @@ so the rules are the same everywhere:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +27,15 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_SUFFIXES",
     "MISSING_POLICIES",
+    "ROLE_PREFIXES",
     "PairingResult",
     "check_missing_policy",
+    "image_key_candidates",
+    "label_key",
     "pair_by_stem",
     "pairing_key",
     "split_flat_folder",
+    "strip_role_prefix",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +55,10 @@ LABEL_SUFFIXES: tuple[str, ...] = (
 #: Suffixes an image file may carry that its label does not (``x_img.png`` + ``x_mask.png``).
 IMAGE_SUFFIXES: tuple[str, ...] = ("image", "input", "img", "raw")
 _SEPARATORS = ("_", "-", ".", " ")
+#: Words that name a file's role rather than its case when they lead the name (BTCV's ``img0001`` / ``label0001``),
+#: longest first. Removed only when a digit or a separator follows them and something remains.
+ROLE_PREFIXES: tuple[str, ...] = ("images", "image", "img", "labels", "label", "masks", "mask", "seg")
+_ROLE_PREFIX = re.compile(r"^(?:%s)(?=[0-9_\-. ])[_\-. ]?" % "|".join(ROLE_PREFIXES))
 
 #: What a reader does with an image that has no label (or a label without image).
 MISSING_POLICIES: tuple[str, ...] = ("error", "skip")
@@ -73,6 +84,29 @@ def pairing_key(stem: str, suffixes: Sequence[str]) -> str:
             if key.endswith(ending) and len(key) > len(ending):
                 return key[: -len(ending)]
     return key
+
+
+def strip_role_prefix(key: str) -> str:
+    """Lower-case ``key`` without a leading role word (:data:`ROLE_PREFIXES`): ``label0001`` -> ``0001``,
+    ``img_3`` -> ``3``; ``image`` or ``imaging01`` stay as they are."""
+    key = key.lower()
+    return _ROLE_PREFIX.sub("", key, count=1) or key
+
+
+def label_key(stem: str, suffixes: Sequence[str] = LABEL_SUFFIXES) -> str:
+    """The pairing key of a label file's stem: one trailing label suffix and a leading role word removed."""
+    return strip_role_prefix(pairing_key(stem, suffixes))
+
+
+def image_key_candidates(stem: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[str]:
+    """The keys an image (or a prediction named after it) is looked up by, in order: its stem in lower case, with one
+    trailing image suffix removed, then with a leading role word removed as well."""
+    keys: list[str] = []
+    stripped = pairing_key(stem, suffixes)
+    for key in (stem.lower(), stripped, strip_role_prefix(stripped)):
+        if key not in keys:
+            keys.append(key)
+    return keys
 
 
 def _stem(path: Path) -> str:
@@ -166,18 +200,15 @@ def pair_by_stem(
     Returns:
         a :class:`PairingResult`; nothing is raised here, the caller applies its missing-file policy.
     """
-    label_keys = {p: pairing_key(_stem(p), label_suffixes) for p in labels}
+    label_keys = {p: label_key(_stem(p), label_suffixes) for p in labels}
     by_label_key, ambiguous_labels = _index(labels, label_keys, "label")
     ambiguous_label_keys = {label_keys[p] for p, _ in ambiguous_labels}
 
     image_keys: dict[Path, str] = {}
     for path in images:
-        key = _stem(path).lower()
-        if key not in by_label_key and key not in ambiguous_label_keys:
-            stripped = pairing_key(_stem(path), image_suffixes)
-            if stripped in by_label_key or stripped in ambiguous_label_keys:
-                key = stripped
-        image_keys[path] = key
+        candidates = image_key_candidates(_stem(path), image_suffixes)
+        hits = [k for k in candidates if k in by_label_key or k in ambiguous_label_keys]
+        image_keys[path] = hits[0] if hits else candidates[0]
     by_image_key, ambiguous_images = _index(images, image_keys, "image")
 
     result = PairingResult(ambiguous=ambiguous_images + ambiguous_labels)

@@ -17,8 +17,9 @@ default to Dice, IoU, HD95 and ASD. Distances are in the units of the files' spa
 pixels for PNG).
 
 Pairing: a prediction ``<case>_<postfix>.<ext>`` pairs with the label whose stem, without a label suffix
-(``_mask``, ``_label``, ...), is ``<case>`` (case-insensitive; endings may differ). Predictions without a label and
-labels without a prediction are reported as failed cases.
+(``_mask``, ``_label``, ...), is ``<case>`` (case-insensitive; endings may differ), by the data readers' rule
+(:mod:`attnseg_monai.data.pairing`: leading role words are dropped too, so BTCV's ``img0001_seg`` pairs with
+``label0001``). Predictions without a label and labels without a prediction are reported as failed cases.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from monai.metrics import get_confusion_matrix
 from monai.networks.utils import one_hot
 
 from ..data.ct_labels import btcv_to_synapse8
-from ..data.pairing import IMAGE_SUFFIXES, LABEL_SUFFIXES, pairing_key
+from ..data.pairing import LABEL_SUFFIXES, image_key_candidates, label_key, pairing_key
 from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..io.suffixes import split_image_name
 from ..metrics import EVALUATE_METRICS, aji_counts, class_scores, evaluate_case, pq_counts
@@ -189,7 +190,7 @@ def evaluate_folders(
     label_index: dict[str, list[Path]] = {}
     for p in _files(labels):
         stem = split_image_name(p)[0]
-        for key in {stem.lower(), pairing_key(stem, LABEL_SUFFIXES)}:
+        for key in {stem.lower(), pairing_key(stem, LABEL_SUFFIXES), label_key(stem)}:
             label_index.setdefault(key, []).append(p)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
@@ -199,7 +200,7 @@ def evaluate_folders(
         key = _pred_key(split_image_name(pred)[0], task.pred_postfix)
         if key is None:
             continue
-        found = label_index.get(key) or label_index.get(pairing_key(key, IMAGE_SUFFIXES)) or []
+        found = next((label_index[k] for k in image_key_candidates(key) if k in label_index), [])
         found = sorted(set(found))
         row: dict[str, Any] = {"case": key, "prediction": str(pred), "label": "", "status": "ok", "error": ""}
         try:
@@ -218,7 +219,7 @@ def evaluate_folders(
         rows.append(row)
     for label in _files(labels):
         if label not in used and not any(r["label"] == str(label) for r in rows):
-            key = pairing_key(split_image_name(label)[0], LABEL_SUFFIXES)
+            key = label_key(split_image_name(label)[0])
             if any(r["case"] == key for r in rows):
                 continue
             rows.append(

@@ -59,20 +59,11 @@ def validation_items(
 ) -> list[dict[str, Any]]:
     """The bundle's validation items (``validate#datalist`` of ``train.json`` with the table's ``configs`` layered on
     it, e.g. a 2D configuration of the bundle: the split every row trains with)."""
-    from monai.bundle import ConfigParser
+    from .bundle_loader import training_parser
 
-    parser = ConfigParser()
-    parser.read_config([str(root / "configs" / "train.json"), *map(str, configs)])
-    parser["bundle_root"] = str(root)
-    parser["output_dir"] = str(folder)
-    if dataset_dir is not None:
-        parser["dataset_dir"] = dataset_dir
-    for key, value in overrides.items():
-        parser[key] = value
+    parser = training_parser(root, folder, dataset_dir, overrides, configs)
     if "validate#datalist" not in parser:
         raise ExperimentError(f"{root / 'configs' / 'train.json'}: no 'validate#datalist' (the validation items).")
-    if "imports" in parser:
-        parser.get_parsed_content("imports")
     items = list(parser.get_parsed_content("validate#datalist"))
     unlabelled = [str(i.get("image")) for i in items if not isinstance(i, dict) or not i.get("label")]
     if not items or unlabelled:

@@ -20,17 +20,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle_loader import resolve_bundle
+from .bundle_loader import resolve_bundle, training_parser
 from .errors import UntrustedBundleError
 from .jobs import TrainingJob, run_training_jobs
 from .members import FOLD_PREFIX
 
-__all__ = ["FOLD_MARKER", "FoldRun", "train_folds"]
+__all__ = ["FOLD_MARKER", "FoldRun", "folds_in_datalist", "train_folds"]
 
 #: written into a fold folder when its training finished
 FOLD_MARKER = "fold.json"
@@ -65,6 +66,27 @@ def _command(root: Path, fold: int, dataset_dir: str | None, overrides: Mapping[
     return cmd
 
 
+def folds_in_datalist(root: Path, dataset_dir: str | None, overrides: Mapping[str, Any]) -> list[int]:
+    """The folds of the bundle's training datalist (``train#datalist`` of ``train.json`` without a fold, resolved in
+    this process with the same ``dataset_dir`` and ``overrides`` as the fold runs; its datalist file goes to a
+    temporary folder). Items without a ``fold`` key belong to no fold."""
+    with tempfile.TemporaryDirectory(prefix="attnseg_folds_") as tmp:
+        parser = training_parser(root, tmp, dataset_dir, {**overrides, "fold": None})
+        if "train#datalist" not in parser:
+            raise ValueError(f"{root / 'configs' / 'train.json'}: no 'train#datalist' (the training items).")
+        try:
+            items = list(parser.get_parsed_content("train#datalist"))
+        except (ValueError, RuntimeError) as exc:
+            cause: BaseException = exc  # MONAI wraps what an expression raises: report the reason itself
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            raise ValueError(
+                f"{root / 'configs' / 'train.json'}: the training datalist of "
+                f"{dataset_dir or 'the embedded data'} cannot be built ({cause}); nothing was trained."
+            ) from exc
+    return sorted({int(item["fold"]) for item in items if isinstance(item, Mapping) and item.get("fold") is not None})
+
+
 def train_folds(
     bundle: str | os.PathLike,
     folds: int = 5,
@@ -78,7 +100,8 @@ def train_folds(
     """Train folds ``0 .. folds-1`` of ``bundle`` (see the module docstring); returns one :class:`FoldRun` each.
 
     Raises:
-        ValueError: ``folds`` or ``parallel`` below 1; UntrustedBundleError: an outside folder without trust.
+        ValueError: ``folds`` or ``parallel`` below 1, or more folds than the training datalist holds (checked
+            before any fold trains); UntrustedBundleError: an outside folder without trust.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
         raise ValueError(f"folds must be a positive number of folds, got {folds!r}.")
@@ -91,6 +114,15 @@ def train_folds(
             "(trust_bundle=True) only if you trust its source."
         )
     data = None if dataset_dir is None else str(dataset_dir)
+    present = folds_in_datalist(root, data, overrides or {})
+    missing = [k for k in range(folds) if k not in present]
+    if missing:
+        raise ValueError(
+            f"{root / 'configs' / 'train.json'}: the training datalist"
+            f"{'' if data is None else ' of ' + data} holds folds {present}, so --folds {folds} cannot train "
+            f"fold{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: pass --folds {len(present)} "
+            "or add training data. Nothing was trained."
+        )
     jobs = [
         TrainingJob(
             name=f"fold {k}",

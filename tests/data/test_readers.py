@@ -22,6 +22,8 @@ from attnseg_monai.data import (
     read_dataset,
 )
 
+from attnseg_monai.data.pairing import image_key_candidates, label_key
+
 from .conftest import MONUSEG_POLYGONS, binary_mask, rgb, snapshot, write_aperio_xml, write_image
 
 
@@ -227,6 +229,18 @@ def test_pair_by_stem_result_lists():
     result = pair_by_stem(images, labels)
     assert result.pairs == [(images[0], labels[0])]
     assert result.unpaired_images == [images[1]] and result.unpaired_labels == [labels[1]]
+
+
+def test_pairing_drops_leading_role_words_as_in_btcv():
+    images = [Path("/d/img/img0001.png"), Path("/d/img/img0002.tif"), Path("/d/i/segment01.png")]
+    labels = [Path("/d/label/label0001.png"), Path("/d/label/label0002_seg.png"), Path("/d/l/segment01.png")]
+    result = pair_by_stem(images, labels)
+    assert sorted(result.pairs) == sorted(zip(images, labels))  # "segment01" is a name, not the role word "seg"
+    assert label_key("mask_07") == "07" and label_key("Labels-3_mask") == "3" and label_key("label") == "label"
+    assert image_key_candidates("IMG_0007") == ["img_0007", "0007"] and image_key_candidates("imaging") == ["imaging"]
+    # a plain name still wins over the stripped one, and two labels sharing a key stay ambiguous
+    both = pair_by_stem([Path("0001.png")], [Path("label0001.png"), Path("mask0001.png")])
+    assert not both.pairs and len(both.ambiguous) == 2
 
 
 def test_mitosis_reader_is_named_not_detected(tmp_path: Path, caplog: pytest.LogCaptureFixture):

@@ -125,7 +125,8 @@ def test_raw_btcv_labels_are_mapped_for_danie_on_request_and_refused_with_the_re
     pred[6:9, 6:9, :1] = 6  # half the pancreas
     (tmp_path / "labels").mkdir()
     (tmp_path / "pred").mkdir()
-    nib.save(nib.Nifti1Image(btcv, affine), tmp_path / "labels" / "img0001.nii.gz")
+    # BTCV's own names: the prediction of img/img0001.nii.gz pairs with label/label0001.nii.gz
+    nib.save(nib.Nifti1Image(btcv, affine), tmp_path / "labels" / "label0001.nii.gz")
     nib.save(nib.Nifti1Image(pred, affine), tmp_path / "pred" / "img0001_seg.nii.gz")
     refused = evaluate_folders(tmp_path / "pred", tmp_path / "labels", bundle="danie", output_dir=tmp_path / "a")
     assert "raw BTCV organ ids? pass --label_mapping btcv" in refused.failures[0]["error"]
@@ -134,6 +135,7 @@ def test_raw_btcv_labels_are_mapped_for_danie_on_request_and_refused_with_the_re
     )
     (row,) = mapped.rows
     assert row["status"] == "ok", row
+    assert row["case"] == "img0001" and row["label"].endswith("label0001.nii.gz")
     assert row["dice_liver"] == pytest.approx(1.0)
     assert row["dice_pancreas"] == pytest.approx(2 * 9 / (9 + 18))
     with pytest.raises(ValueError, match="label_mapping must be one of"):
