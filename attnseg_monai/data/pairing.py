@@ -58,7 +58,8 @@ _SEPARATORS = ("_", "-", ".", " ")
 #: Words that name a file's role rather than its case when they lead the name (BTCV's ``img0001`` / ``label0001``),
 #: longest first. Removed only when a digit or a separator follows them and something remains.
 ROLE_PREFIXES: tuple[str, ...] = ("images", "image", "img", "labels", "label", "masks", "mask", "seg")
-_ROLE_PREFIX = re.compile(r"^(?:%s)(?=[0-9_\-. ])[_\-. ]?" % "|".join(ROLE_PREFIXES))
+_ROLE_WORDS = "|".join(ROLE_PREFIXES)
+_ROLE_PREFIX = re.compile(rf"^(?:{_ROLE_WORDS})(?=[0-9_\-. ])[_\-. ]?")
 
 #: What a reader does with an image that has no label (or a label without image).
 MISSING_POLICIES: tuple[str, ...] = ("error", "skip")

@@ -28,7 +28,7 @@ import copy
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +56,11 @@ __all__ = [
     "load_checkpoint",
     "read_bundle_metadata",
     "resolve_bundle",
-    "training_parser",
 ]
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_CONFIG = "configs/inference.json"
-TRAINING_CONFIG = "configs/train.json"
 METADATA = "configs/metadata.json"
 
 
@@ -165,30 +163,6 @@ def load_checkpoint(path: str | os.PathLike, network: nn.Module) -> str:
     except CheckpointReadError as exc:
         raise CheckpointError(str(exc)) from exc
     return sha256_file(p)
-
-
-def training_parser(
-    root: Path,
-    output_dir: str | os.PathLike,
-    dataset_dir: str | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    configs: Sequence[str | os.PathLike] = (),
-) -> ConfigParser:
-    """The bundle's ``configs/train.json`` (with ``configs`` layered on it) as its training run would resolve it, with
-    ``output_dir`` (where its datalist is written), ``dataset_dir`` and ``overrides`` set and its imports done: what
-    ``attnseg experiment`` reads its validation cases from and ``attnseg train-folds`` its folds from, in this
-    process, before any training starts."""
-    parser = ConfigParser()
-    parser.read_config([str(root / TRAINING_CONFIG), *map(str, configs)])
-    parser["bundle_root"] = str(root)
-    parser["output_dir"] = str(output_dir)
-    if dataset_dir is not None:
-        parser["dataset_dir"] = dataset_dir
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    if "imports" in parser:
-        parser.get_parsed_content("imports")
-    return parser
 
 
 def _flat(compose: Any) -> list[Any]:

@@ -32,6 +32,7 @@ from ..io.suffixes import split_image_name
 from .errors import ExperimentError
 from .evaluate import _jsonable
 from .experiment_spec import ExperimentRow
+from .jobs import training_parser
 
 __all__ = ["ROW_EVALUATION", "evaluate_row", "file_digest", "labels_folder", "same_split", "validation_items"]
 
@@ -59,8 +60,6 @@ def validation_items(
 ) -> list[dict[str, Any]]:
     """The bundle's validation items (``validate#datalist`` of ``train.json`` with the table's ``configs`` layered on
     it, e.g. a 2D configuration of the bundle: the split every row trains with)."""
-    from .bundle_loader import training_parser
-
     parser = training_parser(root, folder, dataset_dir, overrides, configs)
     if "validate#datalist" not in parser:
         raise ExperimentError(f"{root / 'configs' / 'train.json'}: no 'validate#datalist' (the validation items).")

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle_loader import resolve_bundle, training_parser
+from .bundle_loader import resolve_bundle
 from .errors import UntrustedBundleError
-from .jobs import TrainingJob, run_training_jobs
+from .jobs import TrainingJob, run_training_jobs, training_parser
 from .members import FOLD_PREFIX
 
 __all__ = ["FOLD_MARKER", "FoldRun", "folds_in_datalist", "train_folds"]

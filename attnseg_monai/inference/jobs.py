@@ -30,7 +30,7 @@ from typing import Any
 from ..io.atomic import atomic_write_json
 from ..io.checkpoint import CHECKPOINT_SUFFIXES
 
-__all__ = ["MODEL_FILE", "JobResult", "TrainingJob", "gpu_count", "job_state", "run_training_jobs"]
+__all__ = ["MODEL_FILE", "JobResult", "TrainingJob", "gpu_count", "job_state", "run_training_jobs", "training_parser"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +174,29 @@ def run_training_jobs(
             entry["handle"].close()
         bar.close()
     return [results[i] for i in range(len(jobs))]
+
+
+def training_parser(
+    root: Path,
+    output_dir: str | os.PathLike,
+    dataset_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    configs: Sequence[str | os.PathLike] = (),
+) -> Any:
+    """The bundle's ``configs/train.json`` (with ``configs`` layered on it) as its training run would resolve it, with
+    ``output_dir`` (where its datalist is written), ``dataset_dir`` and ``overrides`` set and its imports done: what
+    ``attnseg experiment`` reads its validation cases from and ``attnseg train-folds`` its folds from, in this
+    process, before any training starts."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / "train.json"), *map(str, configs)])
+    parser["bundle_root"] = str(root)
+    parser["output_dir"] = str(output_dir)
+    if dataset_dir is not None:
+        parser["dataset_dir"] = dataset_dir
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    if "imports" in parser:
+        parser.get_parsed_content("imports")
+    return parser

@@ -21,7 +21,6 @@ from attnseg_monai.data import (
     rasterize_polygons,
     read_dataset,
 )
-
 from attnseg_monai.data.pairing import image_key_candidates, label_key
 
 from .conftest import MONUSEG_POLYGONS, binary_mask, rgb, snapshot, write_aperio_xml, write_image

@@ -21,7 +21,9 @@ def _no_fold_folders(root: Path) -> bool:
 def test_more_folds_than_the_datalist_holds_stop_before_training(tmp_path: Path, caplog):
     root = copy_bundle("danie", tmp_path)
     assert folds_in_datalist(root, None, {}) == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match=r"holds folds \[0, 1, 2, 3\], so --folds 5 cannot train fold 4: pass --folds 4"):
+    with pytest.raises(
+        ValueError, match=r"holds folds \[0, 1, 2, 3\], so --folds 5 cannot train fold 4: pass --folds 4"
+    ):
         train_folds(root, 5, trust_bundle=True, progress=False)
     assert _no_fold_folders(root)
 
@@ -43,6 +45,8 @@ def test_a_datalist_too_small_for_the_folds_is_reported_by_the_split(tmp_path: P
         label = np.zeros((64, 64), np.uint16)
         label[10:20, 10:20] = 1
         Image.fromarray(label).save(data / "labels" / f"t{k}.png")
-    with pytest.raises(ValueError, match=r"training datalist of .*nuclei cannot be built \(2 training items cannot fill 5 folds"):
+    with pytest.raises(
+        ValueError, match=r"training datalist of .*nuclei cannot be built \(2 training items cannot fill 5 folds"
+    ):
         train_folds(root, 2, dataset_dir=data, trust_bundle=True, progress=False)
     assert _no_fold_folders(root)
