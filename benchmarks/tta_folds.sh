@@ -6,7 +6,7 @@
 # TTA="--tta --tta_axes 0" sets the TTA flags (default --tta: the axes training mirrored; focal_attn_unet mirrors
 # none in training, so --tta alone is refused there). SKIP_TRAIN=1 keeps an existing models/model.pt. danie's
 # embedded phantoms store raw BTCV organ ids: they are scored with --label_mapping btcv (the bundle's own mapping).
-set -e
+set -eo pipefail
 b=$1
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -18,7 +18,7 @@ fi
 folds=$(python -c "
 from attnseg_monai.inference.bundle_loader import resolve_bundle
 from attnseg_monai.inference.folds import folds_in_datalist
-print(min(5, len(folds_in_datalist(resolve_bundle('$b')[0], None, {}))))" 2>/dev/null)
+print(min(5, len(folds_in_datalist(resolve_bundle('$b')[0], None, {}))))" | tail -1)
 echo "$b: $folds folds"
 /usr/bin/time -f "$b train-folds %e s" python -m attnseg_monai train-folds $b --folds $folds --noprogress
 python - "$b" <<'PY'
