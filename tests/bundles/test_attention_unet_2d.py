@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.networks.nets import BasicUNetPlusPlus
 
 from attnseg_monai.bundle import BUNDLES_DIR, read_record
 from attnseg_monai.bundle.record import BundleRecord, RecordError, record_path
@@ -22,7 +23,7 @@ from attnseg_monai.inference.experiment import run_experiment
 from attnseg_monai.inference.experiment_spec import check_metrics, load_table
 from attnseg_monai.io.images import read_header, read_pixels
 from attnseg_monai.networks import network_config
-from attnseg_monai.networks.nets import GridAttentionUNet
+from attnseg_monai.networks.nets import GridAttentionUNet, MonaiNetwork
 from tests.bundles.helpers import configs, copy_bundle, overrides, run_workflow
 
 ROOT = BUNDLES_DIR / "attention_unet"
@@ -152,8 +153,9 @@ def test_the_two_tables_name_their_rows_and_metrics():
     pancreas, drishti = load_table(ROOT), load_table(ROOT, "table_drishti_gs")
     for table in (pancreas, drishti):
         check_metrics(table, ROOT)
-        assert [r.id for r in table.rows] == list(ROWS) and table.seed.startswith("004")
-        for row in table.rows:
+        extra = ["unetplusplus"] if table is drishti else []  # the seed's third model of its fundus comparison
+        assert [r.id for r in table.rows] == [*ROWS, *extra] and table.seed.startswith("004")
+        for row in table.rows[: len(ROWS)]:
             switches = json.loads(row.overrides.read_text())
             levels, heads, supervision = ROWS[row.id]
             assert switches == {
@@ -166,7 +168,36 @@ def test_the_two_tables_name_their_rows_and_metrics():
     assert [p.name for p in drishti.configs] == ["train_2d.json"]
     assert drishti.regions == {"disc": [1, 2], "cup": [2]}
     assert drishti.metrics == ["dice_disc", "dice_cup", "dice_mean", "time_ms"]
-    assert all([p.name for p in r.evaluation] == ["inference_2d.json"] for r in drishti.rows)
+    assert all([p.name for p in r.evaluation] == ["inference_2d.json"] for r in drishti.rows[: len(ROWS)])
+    assert [p.name for p in drishti.rows[-1].evaluation] == ["inference_2d.json", "monai_inference.json"]
+
+
+def test_the_unetplusplus_row_trains_basicunetplusplus_and_is_evaluated_from_its_record(tmp_path: Path):
+    parser = _parser("train.json", "train_2d.json", "experiments/unetplusplus.json")
+    net = parser.get_parsed_content("network_def")
+    assert isinstance(net, MonaiNetwork) and isinstance(net.net, BasicUNetPlusPlus)
+    assert (net.spatial_dims, net.in_channels, net.out_channels, net.size_divisible_by) == (2, 3, 3, 16)
+    x = torch.rand(1, 3, 64, 48)
+    outputs = net.train()(x)  # deep supervision: the loss sees all four full-resolution maps
+    assert isinstance(outputs, list) and len(outputs) == 4 and all(o.shape == (1, 3, 64, 48) for o in outputs)
+    loss = parser.get_parsed_content("loss")(outputs, torch.randint(0, 3, (1, 1, 64, 48)))
+    assert torch.isfinite(loss)
+    checkpoint = tmp_path / "model.pt"
+    torch.save(net.state_dict(), checkpoint)
+    record = parser.get_parsed_content("record").record_for(net)
+    assert record.classes == CLASSES_2D
+    record.write(record_path(checkpoint))
+    names = ["inference.json", "inference_2d.json", "experiments/monai_inference.json"]
+    infer = _parser(*names, ckpt_path=str(checkpoint))
+    built = infer.get_parsed_content("network_def")
+    assert isinstance(built, MonaiNetwork) and network_config(built) == network_config(net)
+    assert infer.get_parsed_content("inferer").size_divisible_by == 16
+    with pytest.raises(Exception) as err:  # noqa: B017 - without the row's file the record refuses GridAttentionUNet
+        _parser("inference.json", "inference_2d.json", ckpt_path=str(checkpoint)).get_parsed_content("network_def")
+    cause = err.value
+    while cause is not None and not isinstance(cause, RecordError):
+        cause = cause.__cause__
+    assert cause is not None and "MonaiNetwork" in str(cause)
 
 
 @pytest.mark.parametrize("table", ["table", "table_drishti_gs"])
