@@ -230,7 +230,7 @@ def test_both_tables_run_two_rows_for_one_epoch(tmp_path: Path):
             out=out,
             overrides=train,
             eval_overrides={k: v for k, v in infer.items() if not k.startswith("network_def")},
-            parallel=1,
+            parallel=2,
             device="cpu",
             trust_bundle=True,
             progress=False,

@@ -19,8 +19,9 @@ from tests.bundles.helpers import copy_bundle, overrides
 
 
 def _tiny_run(name: str, tmp_path: Path, rows: str, table: str | None = None):
-    """``attnseg experiment`` of a copy of bundle ``name`` on its tiny case: 1 epoch, one row at a time, on the CPU;
-    returns (bundle copy, result) after checking that every row ran (with the rows' training logs if not)."""
+    """``attnseg experiment`` of a copy of bundle ``name`` on its tiny case: 1 epoch, the two rows at once (one thread
+    each: a tiny network gains nothing from a second), on the CPU; returns (bundle copy, result) after checking that
+    every row ran (with the rows' training logs if not)."""
     root = copy_bundle(name, tmp_path)
     extra = {"table": table} if table else {}
     result = run_experiment(
@@ -30,7 +31,7 @@ def _tiny_run(name: str, tmp_path: Path, rows: str, table: str | None = None):
         out=tmp_path / "table",
         overrides=overrides(name, "train"),
         eval_overrides=overrides(name, "infer", net=False),
-        parallel=1,
+        parallel=2,
         device="cpu",
         trust_bundle=True,
         progress=False,
@@ -50,7 +51,7 @@ def test_mcsa_unet_two_rows_through_the_command_line(tmp_path: Path, capsys):
     args = ["experiment", str(root), "--rows", "unet,all", "--epochs", "1", "--out", str(out), "--trust_bundle"]
     args += ["--overrides", json.dumps(overrides("mcsa_unet", "train"))]
     args += ["--eval_overrides", json.dumps(overrides("mcsa_unet", "infer", net=False))]
-    args += ["--device", "cpu", "--noprogress", "--parallel", "1"]
+    args += ["--device", "cpu", "--noprogress", "--parallel", "2"]
     assert main(args) == 0, [p.read_text()[-2000:] for p in out.glob("rows/*/train.log")]
     printed = capsys.readouterr().out
     assert "| U-Net |" in printed and "| MCSA-UNet |" in printed

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_two_folds_train_resume_and_serve_as_an_ensemble(tmp_path: Path, capsys):
     root = copy_bundle("hannet", tmp_path)
     tiny = overrides("hannet", "train")
-    runs = train_folds(root, 2, overrides=tiny, trust_bundle=True, progress=False)
+    runs = train_folds(root, 2, overrides=tiny, parallel=2, trust_bundle=True, progress=False)  # both folds at once
     assert [(r.fold, r.status) for r in runs] == [(0, "trained"), (1, "trained")], [
         Path(r.log).read_text()[-2000:] for r in runs
     ]

@@ -23,6 +23,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,17 +67,19 @@ def _ghosted_volume(src: Path, dest: Path) -> None:
     nib.save(nib.Nifti1Image(ghost, image.affine), str(dest))
 
 
-#: bundle -> (training epochs on its embedded sample, how the corrupted study is made)
-RANKED: dict[str, tuple[int, Callable[[Path, Path], None]]] = {
-    "hannet": (40, _noisy_tile),
-    "danie": (60, _ghosted_volume),
+#: bundle -> (training overrides on its embedded sample, how the corrupted study is made). hannet's tiny network
+#: learns at 5x the recipe's learning rate in 20 epochs what it learns at the recipe's in 40 (measured: the corrupted
+#: tile scores 0.69 against at most 0.35 for the clean ones; 40 epochs at 0.001: 0.97 against at most 0.91)
+RANKED: dict[str, tuple[dict[str, Any], Callable[[Path, Path], None]]] = {
+    "hannet": ({"quick_epochs": 20, "val_interval": 20, "learning_rate": 0.005}, _noisy_tile),
+    "danie": ({"quick_epochs": 60, "val_interval": 60}, _ghosted_volume),
 }
 
 
-def _train(name: str, parent: Path, epochs: int) -> Path:
+def _train(name: str, parent: Path, settings: dict[str, Any]) -> Path:
     """The bundle's own training workflow on its embedded sample with the tiny case's sizes; returns models/."""
     root = copy_bundle(name, parent)
-    extra = overrides(name, "train", quick_epochs=epochs, val_interval=epochs)
+    extra = overrides(name, "train", **settings)
     with working_directory(root):
         run_workflow(configs(root, "train.json"), root, "train", "training", **extra)
     return root / "models"
@@ -92,8 +95,8 @@ def test_epistemic_scoring_scores_every_image(name: str, tmp_path: Path):
     bundle = app / "model" / name
     _copy_tiny_bundle(name, bundle)
     if name in RANKED:
-        epochs, corrupt = RANKED[name]
-        models = _train(name, tmp_path / "trained", epochs)
+        settings, corrupt = RANKED[name]
+        models = _train(name, tmp_path / "trained", settings)
         for file in ("model.pt", "model.record.json"):
             shutil.copy(models / file, bundle / "models" / file)
     clean = []
