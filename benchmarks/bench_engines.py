@@ -10,6 +10,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +49,32 @@ def engine_of(inferer: Any, net: nn.Module) -> dict[str, Any]:
     return {"engine": getattr(prepared, "engine", "torch"), "engine_error": getattr(prepared, "engine_error", None)}
 
 
-#: the last export: OpenVINO and onnxruntime rows of one case read the same ONNX file (key, net, folder, path, seconds)
-_LAST_EXPORT: list[Any] = []
+@dataclass
+class _Export:
+    """One ONNX export of a network at one example shape, with the weights it was exported with."""
+
+    net: nn.Module
+    shape: tuple[int, ...]
+    weights: float
+    folder: tempfile.TemporaryDirectory
+    path: Path
+    seconds: float
+
+
+#: the last export: the OpenVINO and onnxruntime rows of one case read the same ONNX file
+_last_export: _Export | None = None
 
 
 def _exported(net: nn.Module, example_shape: tuple[int, ...]) -> tuple[Path, float]:
     """``net`` exported to ONNX (float32, dynamic batch and sizes) and the seconds the export took; the engines of
-    one case share the export (the file is kept until another network or shape is exported)."""
+    one case share the export (the file is kept until another network, shape or set of weights is exported)."""
+    global _last_export
     with torch.no_grad():  # the weights are part of the key: a network changed in place is exported again
         weights = sum(float(t.double().sum()) for t in net.state_dict().values() if t.is_floating_point())
-    key = (id(net), tuple(example_shape), weights)
-    if _LAST_EXPORT and _LAST_EXPORT[0] == key and _LAST_EXPORT[1] is net:
-        return _LAST_EXPORT[3], _LAST_EXPORT[4]
-    _LAST_EXPORT.clear()
+    last = _last_export
+    if last is not None and last.net is net and last.shape == tuple(example_shape) and last.weights == weights:
+        return last.path, last.seconds
+    _last_export = None
     folder = tempfile.TemporaryDirectory(prefix="bench_onnx_")
     path = Path(folder.name) / "net.onnx"
     axes = {0: "batch", **{i: f"s{i}" for i in range(2, len(example_shape))}}
@@ -77,9 +91,8 @@ def _exported(net: nn.Module, example_shape: tuple[int, ...]) -> tuple[Path, flo
             dynamic_axes={"x": axes, "y": axes},
             opset_version=17,
         )
-    seconds = time.perf_counter() - start
-    _LAST_EXPORT.extend([key, net, folder, path, seconds])
-    return path, seconds
+    _last_export = _Export(net, tuple(example_shape), weights, folder, path, time.perf_counter() - start)
+    return path, _last_export.seconds
 
 
 class DirectEngine:

@@ -10,6 +10,7 @@ import os
 
 __all__ = [
     "describe_error",
+    "innermost_cause",
     "BundleError",
     "CheckpointError",
     "ExperimentError",
@@ -64,14 +65,20 @@ class OutputConflictError(ValueError):
     """An output file exists that this output folder's manifest did not write; pass ``overwrite=True`` to replace it."""
 
 
+def innermost_cause(exc: BaseException) -> BaseException:
+    """The end of ``exc``'s ``__cause__`` chain: what MONAI's config parser (``RuntimeError``) and ITK wrap."""
+    inner = exc
+    while inner.__cause__ is not None and inner.__cause__ is not inner:
+        inner = inner.__cause__
+    return inner
+
+
 def describe_error(exc: BaseException, limit: int = 300) -> str:
     """A one-line description of an exception: its innermost cause, type and first line (or ITK's description).
 
     MONAI and ITK wrap errors in long multi-line messages; the predictor reports this line per failed case.
     """
-    inner = exc
-    while inner.__cause__ is not None and inner.__cause__ is not inner:
-        inner = inner.__cause__
+    inner = innermost_cause(exc)
     text = str(inner).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     described = [ln for ln in lines if ln.lower().startswith("description:")]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle_loader import resolve_bundle
-from .errors import UntrustedBundleError
+from .errors import UntrustedBundleError, innermost_cause
 from .jobs import TrainingJob, run_training_jobs, training_parser
 from .members import FOLD_PREFIX
 
@@ -76,13 +76,10 @@ def folds_in_datalist(root: Path, dataset_dir: str | None, overrides: Mapping[st
             raise ValueError(f"{root / 'configs' / 'train.json'}: no 'train#datalist' (the training items).")
         try:
             items = list(parser.get_parsed_content("train#datalist"))
-        except (ValueError, RuntimeError) as exc:
-            cause: BaseException = exc  # MONAI wraps what an expression raises: report the reason itself
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
+        except (ValueError, RuntimeError) as exc:  # MONAI wraps what an expression raises: report the reason
             raise ValueError(
                 f"{root / 'configs' / 'train.json'}: the training datalist of "
-                f"{dataset_dir or 'the embedded data'} cannot be built ({cause}); nothing was trained."
+                f"{dataset_dir or 'the embedded data'} cannot be built ({innermost_cause(exc)}); nothing was trained."
             ) from exc
     return sorted({int(item["fold"]) for item in items if isinstance(item, Mapping) and item.get("fold") is not None})
 
